@@ -1,0 +1,130 @@
+"""The ASGI application: one lean entry point for the whole S3 surface, no framework per request.
+
+Routing is two-way: cacheable object reads go to `objects`, everything else to `forward`.
+Every error reaches the client here, in one place, in S3's own format.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from proxy import forward, objects
+from proxy.asgi import Headers, Message, Receive, Scope, Send, respond
+from proxy.errors import (
+    S3Error,
+    ServiceUnavailable,
+    UpstreamAnswer,
+    new_host_id,
+    new_request_id,
+    render,
+)
+from proxy.s3request import S3Request
+from tiering.readthrough import ReadThrough
+from tiering.upstream import Upstream, UpstreamBroken, UpstreamUnavailable
+
+log = logging.getLogger("s3tier.app")
+ADMIN_PREFIX = b"/_s3tier/"
+NOT_REPLAYED = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"date"})
+
+
+@dataclass(slots=True)
+class Components:
+    """What a request needs, built at start-up by the composition root."""
+
+    readthrough: ReadThrough
+    upstream: Upstream
+    base_domain: str
+
+
+class Tracked:
+    """A `send` that remembers whether the response has started: after that, errors can only
+    close the connection."""
+
+    __slots__ = ("_send", "started")
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.started = False
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.started = True
+        await self._send(message)
+
+
+async def handle(c: Components, scope: Scope, receive: Receive, send: Send) -> None:
+    raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+    if raw_path.startswith(ADMIN_PREFIX):
+        await _admin(raw_path, send)
+        return
+    method: str = scope["method"]
+    ids: Headers = [
+        (b"x-amz-request-id", new_request_id().encode()),
+        (b"x-amz-id-2", new_host_id().encode()),
+    ]
+    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+    tracked = Tracked(send)
+    resource = raw_path.decode("latin-1")
+    req: S3Request | None = None
+    try:
+        req = S3Request.parse(method, raw_path, scope["query_string"], headers, c.base_domain)
+        resource = req.resource
+        if req.cacheable:
+            await objects.serve(req, headers, c.readthrough, receive, tracked, ids)
+        else:
+            await forward.forward(
+                req, scope["headers"], c.upstream, c.readthrough.invalidate, receive, tracked
+            )
+    except UpstreamAnswer as answer:
+        if not tracked.started and req is not None:
+            await _replay(answer, req, scope, receive, tracked, c)
+    except S3Error as error:
+        if not tracked.started:
+            await _error(tracked, error, method, resource, ids)
+    except (UpstreamUnavailable, UpstreamBroken) as exc:
+        log.warning("upstream failure for %s %s: %s", method, resource, exc)
+        if not tracked.started:
+            await _error(
+                tracked, ServiceUnavailable(f"Upstream unavailable: {exc}"), method, resource, ids
+            )
+
+
+async def _replay(
+    answer: UpstreamAnswer,
+    req: S3Request,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    c: Components,
+) -> None:
+    """The upstream's own refusal, verbatim. A GET whose miss was looked up with a HEAD got an
+    answer without its error document, so it is asked again as the client asked it."""
+    if req.method == "GET" and not answer.body:
+        await forward.forward(
+            req, scope["headers"], c.upstream, c.readthrough.invalidate, receive, send
+        )
+        return
+    headers = [(n, v) for n, v in answer.headers if n.lower() not in NOT_REPLAYED]
+    headers.append((b"x-cache-status", b"MISS"))
+    await respond(send, answer.status, headers, b"" if req.method == "HEAD" else answer.body)
+
+
+async def _error(send: Send, error: S3Error, method: str, resource: str, ids: Headers) -> None:
+    request_id = ids[0][1].decode()
+    body = render(error, resource, request_id, ids[1][1].decode())
+    headers: Headers = [(b"content-type", b"application/xml"), *ids, *error.headers]
+    # A HEAD error has no body, but its Content-Length is still the one GET would have had.
+    headers.append((b"content-length", str(len(body)).encode()))
+    await respond(send, error.status, headers, b"" if method == "HEAD" else body)
+
+
+async def _admin(raw_path: bytes, send: Send) -> None:
+    if raw_path == ADMIN_PREFIX + b"healthz":
+        await respond(
+            send, 200, [(b"content-type", b"text/plain"), (b"content-length", b"2")], b"ok"
+        )
+        return
+    await respond(
+        send, 404, [(b"content-type", b"text/plain"), (b"content-length", b"9")], b"not found"
+    )

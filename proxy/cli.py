@@ -1,0 +1,111 @@
+"""The ``s3tier`` command line: flags in, a validated Settings out, then the chosen command runs.
+
+Every setting flag is generated from ``config.settings.SETTINGS``, so adding a setting needs no
+edit here. Flags default to ``argparse.SUPPRESS``: only flags the user actually typed reach
+``Settings.from_sources``, so an absent flag can never mask ``S3TIER_*`` or the YAML file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from config.settings import CONFIG_ENV_VAR, CONFIG_FLAG, SETTINGS, Setting, Settings, SettingsError
+
+PROG = "s3tier"
+USAGE_ERROR = 2  # argparse's own exit code for bad usage; a bad setting is bad usage too
+
+Run = Callable[[argparse.Namespace, Mapping[str, str]], int]
+
+
+@dataclass(frozen=True, slots=True)
+class Command:
+    """One subcommand: its name, one-line summary, flag declarations and what it runs."""
+
+    name: str
+    summary: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Run
+
+
+def main(argv: list[str] | None = None, *, environ: Mapping[str, str] | None = None) -> int:
+    """Entry point of the ``s3tier`` console script; returns the process exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:  # argparse exits on --help and on usage errors
+        return exit_.code if isinstance(exit_.code, int) else USAGE_ERROR
+    run: Run = args.run
+    try:
+        return run(args, os.environ if environ is None else environ)
+    except SettingsError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return USAGE_ERROR
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG, description="An S3-compatible read-through caching proxy."
+    )
+    subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        subparser = subparsers.add_parser(
+            command.name, help=command.summary, description=command.summary
+        )
+        command.add_arguments(subparser)
+        subparser.set_defaults(run=command.run)
+    return parser
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--config`` plus one flag per row of the settings table."""
+    parser.add_argument(
+        CONFIG_FLAG,
+        dest="config",
+        metavar="PATH",
+        default=argparse.SUPPRESS,
+        help=f"YAML settings file; flags and S3TIER_* variables override it [env {CONFIG_ENV_VAR}]",
+    )
+    group = parser.add_argument_group("settings (flag > S3TIER_* environment > YAML > default)")
+    for setting in SETTINGS:
+        _add_setting_flag(group, setting)
+
+
+def _add_setting_flag(group: argparse._ArgumentGroup, setting: Setting) -> None:
+    # argparse %-formats help strings, so a literal "%" must be doubled.
+    help_text = f"{setting.help} [env {setting.env_var}; default {setting.default_text()}]"
+    common: dict[str, Any] = {
+        "dest": setting.name,
+        "default": argparse.SUPPRESS,
+        "help": help_text.replace("%", "%%"),
+    }
+    if setting.boolean:
+        group.add_argument(setting.flag, action=argparse.BooleanOptionalAction, **common)
+    else:
+        group.add_argument(setting.flag, metavar=setting.metavar, **common)
+
+
+def settings_from_args(args: argparse.Namespace, environ: Mapping[str, str]) -> Settings:
+    """Settings from the flags present in ``args`` (absent ones were suppressed), env and YAML."""
+    flags = {setting.name: getattr(args, setting.name)
+             for setting in SETTINGS if hasattr(args, setting.name)}  # fmt: skip
+    return Settings.from_sources(flags, environ, getattr(args, "config", None))
+
+
+def _serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    settings = settings_from_args(args, environ)
+    # Imported here so that parsing, --help and the CLI's tests never load the server stack.
+    from proxy import server
+
+    server.serve(settings)
+    return 0
+
+
+# Later subcommands (warm, simulate) join this table; each takes the same settings flags.
+COMMANDS: tuple[Command, ...] = (
+    Command("serve", "Run the caching proxy.", add_settings_arguments, _serve),
+)

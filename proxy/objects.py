@@ -1,0 +1,219 @@
+"""GET and HEAD object from the cache: resolve, check preconditions, pick the range, stream blocks.
+
+The order follows S3 and RFC 9110 §13.2.2: preconditions are judged against validated metadata
+before the Range is applied, and the headers go out only once the first block is in hand, so a
+failure that can still be reported as an error is reported as one. After the headers, a failure
+can only close the connection: a client must never mistake a truncated body for a whole one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections import deque
+from collections.abc import AsyncIterator, Mapping
+
+from proxy.asgi import Headers, Receive, Send, chunk, respond, start
+from proxy.errors import InvalidRange, PreconditionFailed, S3Error
+from proxy.preconditions import Outcome, Preconditions, evaluate
+from proxy.ranges import ByteRange, RangeNotSatisfiable, parse_range
+from proxy.s3request import S3Request
+from tiering.blocks import ObjectId, block_span, slice_block
+from tiering.meta import ObjectMeta
+from tiering.readthrough import ObjectChanged, ReadThrough, Resolved, Source
+from tiering.upstream import UpstreamBroken, UpstreamUnavailable
+
+log = logging.getLogger("s3tier.objects")
+READ_AHEAD_BLOCKS = 4
+STATUS_BY_SOURCE = {Source.RAM: b"HIT-RAM", Source.DISK: b"HIT-DISK", Source.UPSTREAM: b"MISS"}
+# RFC 9110 §15.4.5: a 304 carries the validators and caching headers a 200 would have had.
+NOT_MODIFIED_HEADERS = frozenset({b"etag", b"last-modified", b"cache-control", b"expires"})
+_RANGE_START = re.compile(r"\s*bytes=([0-9]{1,19})-", re.IGNORECASE)
+
+
+async def serve(
+    req: S3Request,
+    headers: Mapping[str, str],
+    rt: ReadThrough,
+    receive: Receive,
+    send: Send,
+    ids: Headers,
+) -> None:
+    """Answer a cacheable GET/HEAD object. `ids` are the x-amz-request-id/x-amz-id-2 headers."""
+    obj = ObjectId(req.bucket, req.key)
+    try:
+        await _serve_once(req, obj, headers, rt, receive, send, ids)
+    except ObjectChanged:
+        # Replaced between metadata and first block: forget it and answer for the new version.
+        await rt.invalidate(obj)
+        await _serve_once(req, obj, headers, rt, receive, send, ids)
+
+
+async def _serve_once(
+    req: S3Request,
+    obj: ObjectId,
+    headers: Mapping[str, str],
+    rt: ReadThrough,
+    receive: Receive,
+    send: Send,
+    ids: Headers,
+) -> None:
+    range_header = headers.get("range")
+    want_checksums = headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
+    is_get = req.method == "GET"
+    first_hint = first_block_hint(range_header, rt.block_size) if is_get else None
+    resolved = await rt.resolve(obj, first_hint, want_checksums and range_header is None)
+    meta = resolved.meta
+    status = resolved_status(resolved)
+    if await answer_preconditions(headers, meta, status, send, ids):
+        return
+    rng = choose_range(range_header, meta, status)
+    out = response_headers(meta, rng, want_checksums, ids)
+    if not is_get or meta.size == 0:
+        await respond(send, 206 if rng else 200, [*out, (b"x-cache-status", status)])
+        return
+    start_at, end_at = (rng.start, rng.end) if rng else (0, meta.size - 1)
+    indices = block_span(start_at, end_at, rt.block_size)
+    data, source = await first_block(rt, obj, resolved, indices[0])
+    if status.startswith(b"HIT"):
+        status = STATUS_BY_SOURCE[max(resolved.source, source)]
+    await start(send, 206 if rng else 200, [*out, (b"x-cache-status", status)])
+    piece = slice_block(data, indices[0], rt.block_size, start_at, end_at)
+    if len(indices) == 1:
+        await chunk(send, piece, more=False)
+        return
+    await chunk(send, piece)
+    await stream_rest(rt, obj, meta, indices[1:], start_at, end_at, receive, send)
+
+
+def first_block_hint(range_header: str | None, block_size: int) -> int | None:
+    """The block a cold GET should fetch first: where the range starts, or None for a suffix
+    range, whose position is unknown until the size is."""
+    if range_header is None:
+        return 0
+    match = _RANGE_START.match(range_header)
+    if match:
+        return int(match.group(1)) // block_size
+    return None if range_header.strip().lower().startswith("bytes=-") else 0
+
+
+def resolved_status(resolved: Resolved) -> bytes:
+    if resolved.stale:
+        return b"STALE"
+    if resolved.revalidated:
+        return b"REVALIDATED"
+    return STATUS_BY_SOURCE[resolved.source]
+
+
+async def answer_preconditions(
+    headers: Mapping[str, str], meta: ObjectMeta, status: bytes, send: Send, ids: Headers
+) -> bool:
+    """Raise 412, or send 304 and return True, or return False to go on with the request."""
+    pre = Preconditions.from_headers(headers)
+    if not pre.present:
+        return False
+    decision = evaluate(pre, meta.etag, meta.last_modified)
+    if decision.outcome is Outcome.PRECONDITION_FAILED:
+        error = PreconditionFailed(Condition=decision.condition or "If-Match")
+        error.headers = [(b"x-cache-status", status)]
+        raise error
+    if decision.outcome is Outcome.NOT_MODIFIED:
+        kept = [(n, v) for n, v in meta.headers if n in NOT_MODIFIED_HEADERS]
+        await respond(send, 304, [*kept, *ids, (b"x-cache-status", status)])
+        return True
+    return False
+
+
+def choose_range(range_header: str | None, meta: ObjectMeta, status: bytes) -> ByteRange | None:
+    try:
+        return parse_range(range_header, meta.size)
+    except RangeNotSatisfiable as exc:
+        error: S3Error = InvalidRange(RangeRequested=exc.requested, ActualObjectSize=str(meta.size))
+        error.headers = [(b"x-cache-status", status)]
+        raise error from exc
+
+
+def response_headers(
+    meta: ObjectMeta, rng: ByteRange | None, want_checksums: bool, ids: Headers
+) -> Headers:
+    out = list(meta.headers)
+    # S3 sends the full-object checksum only for the whole object, and only when asked; a 206
+    # carrying it would make boto3 reject a correct slice.
+    if rng is None and want_checksums and meta.checksums:
+        out.extend(meta.checksums)
+    if rng is not None:
+        out.append((b"content-range", rng.content_range(meta.size).encode()))
+    length = rng.length if rng is not None else meta.size
+    out.append((b"content-length", str(length).encode()))
+    out.extend(ids)
+    return out
+
+
+async def first_block(
+    rt: ReadThrough, obj: ObjectId, resolved: Resolved, index: int
+) -> tuple[bytes, Source]:
+    if resolved.first is not None and resolved.first[0] == index:
+        return resolved.first[1], Source.UPSTREAM
+    data = rt.cached_block(obj, resolved.meta, index)
+    if data is not None:
+        return data, Source.RAM
+    return await rt.block(obj, resolved.meta, index)
+
+
+async def stream_rest(
+    rt: ReadThrough,
+    obj: ObjectId,
+    meta: ObjectMeta,
+    indices: range,
+    start_at: int,
+    end_at: int,
+    receive: Receive,
+    send: Send,
+) -> None:
+    """The blocks after the first, a few loading ahead; on failure the connection is cut."""
+    gone = asyncio.Event()
+    watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, gone))
+    try:
+        async for index, data in _read_ahead(rt, obj, meta, indices):
+            if gone.is_set():
+                return
+            piece = slice_block(data, index, rt.block_size, start_at, end_at)
+            await chunk(send, piece, more=index != indices[-1])
+    except (ObjectChanged, UpstreamBroken, UpstreamUnavailable) as exc:
+        # Returning without the last body message makes the server close the connection, so
+        # the client sees a short read instead of a 200 that looks complete.
+        log.warning("aborting stream of %s/%s: %s", obj.bucket, obj.key, exc)
+    finally:
+        watcher.cancel()
+
+
+async def _read_ahead(
+    rt: ReadThrough, obj: ObjectId, meta: ObjectMeta, indices: range
+) -> AsyncIterator[tuple[int, bytes]]:
+    loop = asyncio.get_running_loop()
+    window: deque[tuple[int, asyncio.Task[tuple[bytes, Source]]]] = deque()
+    upcoming = iter(indices)
+    try:
+        for index in upcoming:
+            window.append((index, loop.create_task(rt.block(obj, meta, index))))
+            if len(window) >= READ_AHEAD_BLOCKS:
+                break
+        while window:
+            index, task = window.popleft()
+            data, _ = await task
+            following = next(upcoming, None)
+            if following is not None:
+                window.append((following, loop.create_task(rt.block(obj, meta, following))))
+            yield index, data
+    finally:
+        for _, task in window:
+            task.cancel()
+
+
+async def _watch_disconnect(receive: Receive, gone: asyncio.Event) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            gone.set()
+            return

@@ -1,0 +1,173 @@
+"""The composition root: the one place that reads settings and builds real things.
+
+`serve` runs uvicorn (uvloop + httptools, the leanest pairing measured here) around the bare ASGI
+app. Resources that need a running loop (the upstream session, the thread pools) are built in
+the ASGI lifespan and handed to requests through `Components`: no module-level clients.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import json
+import logging
+import os
+import pickle
+from dataclasses import replace
+from typing import Any
+
+import botocore.session
+import uvicorn
+from botocore.credentials import Credentials
+
+from config.settings import Settings
+from proxy.app import Components, handle
+from proxy.asgi import Receive, Scope, Send
+from proxy.embedded import EMBEDDED_CREDENTIALS, EmbeddedS3
+from tiering.disk import DiskTier
+from tiering.metastore import MetaStore
+from tiering.ram import RamTier
+from tiering.readthrough import ReadThrough
+from tiering.signing import Signer
+from tiering.upstream import Upstream, new_session
+
+log = logging.getLogger("s3tier")
+SETTINGS_ENV = "S3TIER_INTERNAL_SETTINGS"  # hands settings to worker processes
+
+
+class S3Tier:
+    """The ASGI application object: lifespan builds the components, http requests use them."""
+
+    def __init__(self, settings: Settings, credentials: Credentials | None) -> None:
+        self.settings = settings
+        self._credentials = credentials
+        self._components: Components | None = None
+        self._disk: DiskTier | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            assert self._components is not None, "lifespan did not run"
+            await handle(self._components, scope, receive, send)
+        elif scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                self._components = self._build()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self._close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    def _build(self) -> Components:
+        s = self.settings
+        assert s.upstream is not None
+        session = new_session(s.upstream_connect_timeout_s, s.upstream_read_timeout_s)
+        upstream = Upstream(s.upstream, Signer(self._credentials, s.region), session)
+        self._session = session
+        self._disk = DiskTier(s.disk_dir, s.disk_bytes) if s.disk_bytes > 0 else None
+        readthrough = ReadThrough(
+            ram=RamTier(s.ram_bytes),
+            disk=self._disk,
+            metas=MetaStore(self._disk),
+            upstream=upstream,
+            block_size=s.block_size_bytes,
+            ram_max_object_bytes=s.ram_max_object_bytes,
+            freshness=s.freshness,
+            serve_stale_on_error=s.serve_stale_on_error,
+        )
+        return Components(readthrough, upstream, s.base_domain)
+
+    async def _close(self) -> None:
+        if self._components is not None:
+            await self._components.readthrough.close()
+            await self._session.close()
+        if self._disk is not None:
+            self._disk.close()
+
+
+def serve(settings: Settings) -> None:
+    """Run the proxy until interrupted."""
+    configure_logging(settings.log_level)
+    embedded = None
+    if settings.upstream is None:
+        embedded = EmbeddedS3.start()
+        settings = replace(settings, upstream=embedded.url)
+        log.info(
+            "no upstream configured: started embedded S3 server at %s (in memory)", embedded.url
+        )
+    if not _is_loopback(settings.host):
+        log.warning(
+            "listening on %s with --auth none: anyone who can reach it can use it", settings.host
+        )
+    log.info("starting s3tier %s", json.dumps(settings.redacted(), default=str))
+    common: dict[str, Any] = dict(
+        host=settings.host,
+        port=settings.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        server_header=False,
+        access_log=False,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=30,
+    )
+    try:
+        if settings.workers == 1:
+            uvicorn.run(build_app(settings, embedded is not None), **common)
+        else:
+            os.environ[SETTINGS_ENV] = _encode(settings, embedded is not None)
+            uvicorn.run(
+                "proxy.server:app_from_environment",
+                factory=True,
+                workers=settings.workers,
+                **common,
+            )
+    finally:
+        if embedded is not None:
+            embedded.stop()
+
+
+def build_app(settings: Settings, embedded: bool) -> S3Tier:
+    return S3Tier(settings, upstream_credentials(embedded))
+
+
+def app_from_environment() -> S3Tier:
+    """Factory for worker processes, which cannot be handed the settings object directly."""
+    settings, embedded = pickle.loads(base64.b64decode(os.environ[SETTINGS_ENV]))
+    configure_logging(settings.log_level)
+    return build_app(settings, embedded)
+
+
+def _encode(settings: Settings, embedded: bool) -> str:
+    return base64.b64encode(pickle.dumps((settings, embedded))).decode()
+
+
+def upstream_credentials(embedded: bool) -> Credentials | None:
+    """The standard AWS chain (environment, shared config and profile, container and instance
+    roles), through botocore. The embedded server accepts any key, so it gets a fixed one."""
+    found = botocore.session.Session().get_credentials()
+    if found is None and embedded:
+        return Credentials(*EMBEDDED_CREDENTIALS)
+    if found is None:
+        log.warning("no AWS credentials found: upstream requests will be sent unsigned")
+    return found
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

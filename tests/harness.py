@@ -1,0 +1,130 @@
+"""Real processes for end-to-end tests: a moto S3 server and s3tier itself, on loopback ports.
+
+Each process is started by the test session, stopped by PID, and stopped even when a test fails.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+
+import boto3
+from botocore.config import Config
+
+VENV_BIN = Path(sys.executable).parent
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_serving(url: str, process: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{url} exited with {process.returncode} before serving")
+        try:
+            with urllib.request.urlopen(url, timeout=1):
+                return
+        except OSError as exc:
+            if getattr(exc, "code", None) is not None:  # any HTTP answer means it is up
+                return
+            time.sleep(0.05)
+    raise TimeoutError(f"{url} did not start within {timeout_s}s")
+
+
+class Process:
+    """A server process with its output in a log file, stopped by PID."""
+
+    def __init__(self, argv: Sequence[str], log_path: Path, env: dict[str, str]) -> None:
+        self.argv = list(argv)
+        self.log_path = log_path
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, ready_url: str) -> None:
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it until stop()
+        self.proc = subprocess.Popen(
+            self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+        )
+        log.close()
+        try:
+            wait_until_serving(ready_url, self.proc)
+        except Exception:
+            self.stop()
+            raise
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        os.kill(self.proc.pid, sig)
+        try:
+            self.proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.kill(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+class MotoServer(Process):
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, **CREDENTIALS}
+        argv = [str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(self.port)]
+        super().__init__(argv, workdir / "moto.log", env)
+
+    def start(self, ready_url: str | None = None) -> None:
+        super().start(ready_url or self.url + "/moto-api/")
+
+
+class S3TierServer(Process):
+    """`s3tier serve` in a process of its own, on a free port, with its own disk folder."""
+
+    def __init__(self, workdir: Path, upstream: str | None, *extra: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.disk_dir = workdir / "disk"
+        argv = [str(VENV_BIN / "s3tier"), "serve", "--port", str(self.port)]
+        argv += ["--disk-dir", str(self.disk_dir)]
+        if upstream is not None:
+            argv += ["--upstream", upstream]
+        argv += list(extra)
+        env = {**os.environ, **CREDENTIALS}
+        env.pop("S3TIER_CONFIG", None)
+        super().__init__(argv, workdir / "s3tier.log", env)
+
+    def start(self, ready_url: str | None = None) -> None:
+        super().start(ready_url or self.url + "/_s3tier/healthz")
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+def s3_client(endpoint: str, **config: object) -> object:
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id=CREDENTIALS["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
+        config=Config(retries={"max_attempts": 1, "mode": "standard"}, **config),  # type: ignore[arg-type]
+    )

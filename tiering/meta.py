@@ -1,0 +1,131 @@
+"""What the cache knows about one object version: size, ETag and the headers S3 sent with it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from email.utils import parsedate_to_datetime
+
+Headers = tuple[tuple[bytes, bytes], ...]
+
+# Headers that describe one response rather than the object, so they are never replayed.
+PER_RESPONSE = frozenset(
+    {
+        b"content-length",
+        b"content-range",
+        b"date",
+        b"server",
+        b"connection",
+        b"keep-alive",
+        b"transfer-encoding",
+        b"x-amz-request-id",
+        b"x-amz-id-2",
+        b"x-amzn-requestid",
+        b"access-control-allow-origin",
+        b"x-amz-content-sha256",
+        b"x-cache-status",
+    }
+)
+CHECKSUM_PREFIX = b"x-amz-checksum-"
+# x-amz-checksum-mode and x-amz-checksum-type travel with the checksums they qualify.
+CHECKSUM_TYPE = b"x-amz-checksum-type"
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectMeta:
+    """One version of one object as the upstream described it.
+
+    `checksums` is None when not yet known: S3 sends full-object checksums only on a whole GET or
+    HEAD made with checksum mode, never with a ranged GET, which is how a cold miss is fetched.
+    """
+
+    etag: str
+    size: int
+    last_modified: int | None
+    headers: Headers
+    checksums: Headers | None
+    validated_at: float
+
+    @classmethod
+    def from_upstream(cls, raw_headers: Headers, size: int, now: float, whole: bool) -> ObjectMeta:
+        """Build from an upstream GET/HEAD answer; `whole` says checksums could have been sent."""
+        kept: list[tuple[bytes, bytes]] = []
+        checksums: list[tuple[bytes, bytes]] = []
+        etag = ""
+        last_modified: int | None = None
+        for name, value in raw_headers:
+            lname = name.lower()
+            if lname in PER_RESPONSE:
+                continue
+            if lname.startswith(CHECKSUM_PREFIX) or lname == CHECKSUM_TYPE:
+                checksums.append((lname, value))
+                continue
+            if lname == b"etag":
+                etag = value.decode("latin-1")
+            elif lname == b"last-modified":
+                last_modified = parse_date(value.decode("latin-1"))
+            kept.append((lname, value))
+        return cls(
+            etag=etag,
+            size=size,
+            last_modified=last_modified,
+            headers=tuple(kept),
+            checksums=tuple(checksums) if whole else None,
+            validated_at=now,
+        )
+
+    def revalidated(self, now: float) -> ObjectMeta:
+        return replace(self, validated_at=now)
+
+    def with_checksums(self, checksums: Headers) -> ObjectMeta:
+        return replace(self, checksums=checksums)
+
+
+def parse_date(value: str) -> int | None:
+    try:
+        return int(parsedate_to_datetime(value).timestamp())
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def content_range_total(value: str) -> int | None:
+    """The complete length from `bytes a-b/total`, or None when it is `*` or malformed."""
+    _, _, total = value.rpartition("/")
+    return int(total) if total.isdigit() else None
+
+
+def meta_to_bytes(meta: ObjectMeta) -> bytes:
+    """JSON, not pickle: a disk tier written by one version must be readable by the next."""
+    return json.dumps(
+        {
+            "etag": meta.etag,
+            "size": meta.size,
+            "last_modified": meta.last_modified,
+            "headers": [[n.decode("latin-1"), v.decode("latin-1")] for n, v in meta.headers],
+            "checksums": None
+            if meta.checksums is None
+            else [[n.decode("latin-1"), v.decode("latin-1")] for n, v in meta.checksums],
+            "validated_at": meta.validated_at,
+        }
+    ).encode()
+
+
+def meta_from_bytes(data: bytes) -> ObjectMeta | None:
+    """The stored metadata, or None when the record is unreadable (treated as a miss)."""
+    try:
+        raw = json.loads(data)
+        checksums = raw["checksums"]
+        return ObjectMeta(
+            etag=raw["etag"],
+            size=int(raw["size"]),
+            last_modified=raw["last_modified"],
+            headers=_header_pairs(raw["headers"]),
+            checksums=None if checksums is None else _header_pairs(checksums),
+            validated_at=float(raw["validated_at"]),
+        )
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def _header_pairs(pairs: list[list[str]]) -> Headers:
+    return tuple((n.encode("latin-1"), v.encode("latin-1")) for n, v in pairs)

@@ -1,0 +1,55 @@
+"""Where object metadata lives: a count-bounded LRU in RAM, backed by the disk tier.
+
+Metadata is small and read on every request, so RAM holds far more entries than blocks; the
+disk copy is what lets a restarted proxy serve its disk tier without asking the upstream again.
+"""
+
+from __future__ import annotations
+
+from cachetools import LRUCache
+
+from tiering.blocks import ObjectId
+from tiering.meta import ObjectMeta, meta_from_bytes, meta_to_bytes
+from tiering.tier import Tier
+
+
+class MetaStore:
+    """ObjectId -> ObjectMeta, in RAM first and on disk when there is a disk tier."""
+
+    def __init__(self, disk: Tier | None, max_entries: int = 200_000) -> None:
+        self._ram: LRUCache[ObjectId, ObjectMeta] = LRUCache(maxsize=max_entries)
+        self._disk = disk
+
+    def peek(self, obj: ObjectId) -> ObjectMeta | None:
+        return self._ram.get(obj)
+
+    async def get(self, obj: ObjectId) -> tuple[ObjectMeta, bool] | None:
+        """The metadata and whether it came from RAM, or None."""
+        meta = self._ram.get(obj)
+        if meta is not None:
+            return meta, True
+        if self._disk is None:
+            return None
+        data = await self._disk.get(_disk_key(obj))
+        meta = meta_from_bytes(data) if data is not None else None
+        if meta is None:
+            return None
+        self._ram[obj] = meta
+        return meta, False
+
+    def remember(self, obj: ObjectId, meta: ObjectMeta) -> None:
+        """RAM only, synchronously, so waiters see it before any await."""
+        self._ram[obj] = meta
+
+    async def persist(self, obj: ObjectId, meta: ObjectMeta) -> None:
+        if self._disk is not None:
+            await self._disk.put(_disk_key(obj), meta_to_bytes(meta))
+
+    async def drop(self, obj: ObjectId) -> None:
+        self._ram.pop(obj, None)
+        if self._disk is not None:
+            await self._disk.delete(_disk_key(obj))
+
+
+def _disk_key(obj: ObjectId) -> tuple[str, str, str]:
+    return ("meta", obj.bucket, obj.key)

@@ -1,0 +1,378 @@
+"""The read-through orchestrator: the only code that knows the order RAM -> disk -> upstream.
+
+Two kinds of shared work, each done once however many requests wait for it:
+- a *flight* produces fresh metadata for an object (cold fetch, revalidation, checksum look-up);
+- a *block load* produces one block of one version (disk, else a ranged GET pinned by If-Match).
+Both run in tasks of their own, awaited through `asyncio.shield`, so a client that disconnects
+cancels only its own wait, never the fetch the other waiters depend on.
+
+A write through the proxy supersedes the flights of its key: their results still reach the
+requests that were already waiting, but are never remembered, so a fill that started before a
+write cannot land after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from proxy.errors import UpstreamAnswer
+from tiering.blocks import BlockKey, ObjectId, expected_length
+from tiering.freshness import FreshnessLike, is_fresh
+from tiering.meta import ObjectMeta, content_range_total
+from tiering.metastore import MetaStore
+from tiering.ram import RamTier
+from tiering.tier import Tier
+from tiering.upstream import Answer, Upstream, UpstreamBroken, UpstreamUnavailable
+
+log = logging.getLogger("s3tier.readthrough")
+CHECKSUM_MODE = {"x-amz-checksum-mode": "ENABLED"}
+
+
+class Source(enum.IntEnum):
+    """Where bytes came from; ordered so that max() names the slowest part of an answer."""
+
+    RAM = 0
+    DISK = 1
+    UPSTREAM = 2
+
+
+class ObjectChanged(Exception):
+    """The object's ETag changed while it was being read (the upstream refused If-Match)."""
+
+
+class FreshnessPolicyLike(Protocol):
+    def for_key(self, bucket: str, key: str) -> FreshnessLike: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """Usable metadata for an object and how it was obtained."""
+
+    meta: ObjectMeta
+    source: Source
+    revalidated: bool = False
+    stale: bool = False
+    first: tuple[int, bytes] | None = None  # a block fetched along with the metadata
+
+
+@dataclass(slots=True)
+class Flight:
+    task: asyncio.Task[Resolved] | None = None
+    superseded: bool = False
+
+
+@dataclass(slots=True)
+class Counters:
+    upstream_requests: int = 0
+    upstream_bytes: int = 0
+    coalesced: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class ReadThrough:
+    """Metadata and blocks for GET/HEAD object, from the fastest tier that has them."""
+
+    def __init__(
+        self,
+        *,
+        ram: RamTier,
+        disk: Tier | None,
+        metas: MetaStore,
+        upstream: Upstream,
+        block_size: int,
+        ram_max_object_bytes: int,
+        freshness: FreshnessPolicyLike,
+        serve_stale_on_error: bool,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._ram = ram
+        self._disk = disk
+        self._metas = metas
+        self._upstream = upstream
+        self.block_size = block_size
+        self._ram_max = ram_max_object_bytes
+        self._freshness = freshness
+        self._stale_ok = serve_stale_on_error
+        self._clock = clock
+        self._flights: dict[tuple[ObjectId, str], Flight] = {}
+        self._loads: dict[BlockKey, asyncio.Future[tuple[bytes, Source]]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.counters = Counters()
+
+    # -- metadata ---------------------------------------------------------------------------
+
+    async def resolve(
+        self, obj: ObjectId, first_block: int | None, want_checksums: bool
+    ) -> Resolved:
+        """Fresh metadata; `first_block` is the block a cold GET fetches with it (None: HEAD)."""
+        found = await self._metas.get(obj)
+        if found is None:
+            resolved = await self._join(
+                obj, "fill", lambda f: self._cold(obj, first_block, want_checksums, f)
+            )
+        else:
+            meta, in_ram = found
+            policy = self._freshness.for_key(obj.bucket, obj.key)
+            if is_fresh(policy, meta.validated_at, self._clock()):
+                resolved = Resolved(meta, Source.RAM if in_ram else Source.DISK)
+            else:
+                resolved = await self._join(
+                    obj, "fill", lambda f: self._revalidate(obj, meta, first_block, f)
+                )
+        if want_checksums and resolved.meta.checksums is None:
+            return await self._join(obj, "checksums", lambda f: self._checksums(obj, resolved, f))
+        return resolved
+
+    async def invalidate(self, obj: ObjectId) -> None:
+        """Forget an object because a write changed it; flights under way are superseded."""
+        for kind in ("fill", "checksums"):
+            flight = self._flights.pop((obj, kind), None)
+            if flight is not None:
+                flight.superseded = True
+        await self._metas.drop(obj)
+
+    async def _join(
+        self,
+        obj: ObjectId,
+        kind: str,
+        make: Callable[[Flight], Coroutine[Any, Any, Resolved]],
+    ) -> Resolved:
+        flight = self._flights.get((obj, kind))
+        if flight is None:
+            flight = Flight()
+            flight.task = self._spawn(self._fly((obj, kind), flight, make))
+            self._flights[(obj, kind)] = flight
+        else:
+            self.counters.coalesced += 1
+        assert flight.task is not None
+        return await asyncio.shield(flight.task)
+
+    async def _fly(
+        self,
+        key: tuple[ObjectId, str],
+        flight: Flight,
+        make: Callable[[Flight], Coroutine[Any, Any, Resolved]],
+    ) -> Resolved:
+        try:
+            return await make(flight)
+        finally:
+            if self._flights.get(key) is flight:
+                del self._flights[key]
+
+    async def _cold(
+        self, obj: ObjectId, first_block: int | None, want_checksums: bool, flight: Flight
+    ) -> Resolved:
+        if first_block is None:
+            return await self._from_head(obj, flight, None)
+        # S3 sends full-object checksums only to a whole GET or a HEAD; ask in parallel so a
+        # cold miss still costs one round trip of latency.
+        head = self._spawn(self._head(obj, None)) if want_checksums else None
+        try:
+            answer = await self._get_block(obj, first_block, None, {})
+            resolved = await self._accept(obj, answer, first_block, flight, head)
+        finally:
+            if head is not None:
+                head.cancel()
+        return resolved
+
+    async def _revalidate(
+        self, obj: ObjectId, meta: ObjectMeta, first_block: int | None, flight: Flight
+    ) -> Resolved:
+        """A request conditional on the cached ETag: 304 keeps the entry (RFC 9110 §13.1.2)."""
+        condition = {"if-none-match": meta.etag}
+        try:
+            if first_block is None:
+                return await self._from_head(obj, flight, meta)
+            answer = await self._get_block(obj, first_block, None, condition)
+        except UpstreamUnavailable:
+            if self._stale_ok:
+                log.warning("upstream unavailable, serving stale %s", obj)
+                return Resolved(meta, Source.RAM, stale=True)
+            raise
+        if answer.status == 304:
+            return self._keep(obj, meta, flight)
+        return await self._accept(obj, answer, first_block, flight, None)
+
+    async def _accept(
+        self,
+        obj: ObjectId,
+        answer: Answer,
+        index: int,
+        flight: Flight,
+        head: asyncio.Task[Answer] | None,
+    ) -> Resolved:
+        """Turn the answer to a ranged GET into metadata plus its block."""
+        if answer.status == 416:
+            # The block starts past the end: the object is empty or shorter than asked. Only a
+            # HEAD can describe it.
+            return await self._from_head(obj, flight, None)
+        if answer.status not in (200, 206):
+            await self._metas.drop(obj)
+            raise UpstreamAnswer(answer.status, list(answer.headers), answer.body)
+        total = content_range_total(answer.header(b"content-range") or "")
+        size = total if answer.status == 206 and total is not None else len(answer.body)
+        if answer.status == 200:
+            index = 0
+        if len(answer.body) != expected_length(index, self.block_size, size):
+            raise UpstreamBroken("block length differs from Content-Range")
+        meta = ObjectMeta.from_upstream(answer.headers, size, self._clock(), whole=False)
+        if head is not None:
+            meta = await self._merge_checksums(meta, head)
+        self._remember(obj, meta, flight)
+        key = BlockKey(obj.bucket, obj.key, meta.etag, index)
+        self._spawn(self._store(key, answer.body, meta))
+        return Resolved(meta, Source.UPSTREAM, first=(index, answer.body))
+
+    async def _from_head(
+        self, obj: ObjectId, flight: Flight, cached: ObjectMeta | None
+    ) -> Resolved:
+        answer = await self._head(obj, cached.etag if cached else None)
+        if answer.status == 304 and cached is not None:
+            return self._keep(obj, cached, flight)
+        if answer.status != 200:
+            await self._metas.drop(obj)
+            raise UpstreamAnswer(answer.status, list(answer.headers), b"")
+        size = int(answer.header(b"content-length") or 0)
+        meta = ObjectMeta.from_upstream(answer.headers, size, self._clock(), whole=True)
+        self._remember(obj, meta, flight)
+        return Resolved(meta, Source.UPSTREAM)
+
+    async def _checksums(self, obj: ObjectId, resolved: Resolved, flight: Flight) -> Resolved:
+        meta = await self._merge_checksums(resolved.meta, self._spawn(self._head(obj, None)))
+        if meta.checksums is not None:
+            self._remember(obj, meta, flight)
+        return Resolved(meta, resolved.source, resolved.revalidated, resolved.stale, resolved.first)
+
+    async def _merge_checksums(self, meta: ObjectMeta, head: asyncio.Task[Answer]) -> ObjectMeta:
+        try:
+            answer = await head
+        except (UpstreamUnavailable, UpstreamBroken):
+            return meta
+        if answer.status != 200 or answer.header(b"etag") != meta.etag:
+            return meta  # another version by now: leave the checksums unknown
+        whole = ObjectMeta.from_upstream(answer.headers, meta.size, meta.validated_at, whole=True)
+        return meta.with_checksums(whole.checksums or ())
+
+    def _keep(self, obj: ObjectId, meta: ObjectMeta, flight: Flight) -> Resolved:
+        fresh = meta.revalidated(self._clock())
+        self._remember(obj, fresh, flight)
+        return Resolved(fresh, Source.RAM, revalidated=True)
+
+    def _remember(self, obj: ObjectId, meta: ObjectMeta, flight: Flight) -> None:
+        if flight.superseded:
+            return
+        self._metas.remember(obj, meta)
+        self._spawn(self._metas.persist(obj, meta))
+
+    # -- blocks -----------------------------------------------------------------------------
+
+    def cached_block(self, obj: ObjectId, meta: ObjectMeta, index: int) -> bytes | None:
+        """The block if RAM has it, without awaiting: the hot path for small objects."""
+        return self._ram.peek(BlockKey(obj.bucket, obj.key, meta.etag, index))
+
+    async def block(self, obj: ObjectId, meta: ObjectMeta, index: int) -> tuple[bytes, Source]:
+        key = BlockKey(obj.bucket, obj.key, meta.etag, index)
+        data = self._ram.peek(key)
+        if data is not None:
+            return data, Source.RAM
+        load = self._loads.get(key)
+        if load is None:
+            load = asyncio.get_running_loop().create_future()
+            self._loads[key] = load
+            self._spawn(self._load(obj, meta, key, load))
+        else:
+            self.counters.coalesced += 1
+        return await asyncio.shield(load)
+
+    async def _load(
+        self,
+        obj: ObjectId,
+        meta: ObjectMeta,
+        key: BlockKey,
+        load: asyncio.Future[tuple[bytes, Source]],
+    ) -> None:
+        want = expected_length(key.index, self.block_size, meta.size)
+        try:
+            data = await self._disk.get(key) if self._disk is not None else None
+            if data is not None and len(data) == want:
+                load.set_result((data, Source.DISK))
+                self._admit_ram(key, data, meta)
+                return
+            answer = await self._get_block(obj, key.index, meta.etag, {})
+            if answer.status == 412:
+                raise ObjectChanged(f"{obj.bucket}/{obj.key} changed during the read")
+            if answer.status not in (200, 206) or len(answer.body) != want:
+                raise UpstreamBroken(f"block {key.index}: status {answer.status}")
+            load.set_result((answer.body, Source.UPSTREAM))
+            await self._store(key, answer.body, meta)
+        except BaseException as exc:
+            if not load.done():
+                load.set_exception(exc)
+                load.exception()  # retrieved: waiters may all have gone away
+            if not isinstance(exc, Exception):
+                raise
+        finally:
+            if self._loads.get(key) is load:
+                del self._loads[key]
+
+    async def _store(self, key: BlockKey, data: bytes, meta: ObjectMeta) -> None:
+        self._admit_ram(key, data, meta)
+        if self._disk is not None:
+            await self._disk.put(key, data)
+
+    def _admit_ram(self, key: BlockKey, data: bytes, meta: ObjectMeta) -> None:
+        if meta.size <= self._ram_max:
+            self._ram.store(key, data)
+
+    # -- upstream ---------------------------------------------------------------------------
+
+    async def _get_block(
+        self, obj: ObjectId, index: int, if_match: str | None, extra: dict[str, str]
+    ) -> Answer:
+        start = index * self.block_size
+        headers = {"range": f"bytes={start}-{start + self.block_size - 1}", **extra}
+        if if_match is not None:
+            headers["if-match"] = if_match
+        return await self._call("GET", obj, headers, self.block_size)
+
+    async def _head(self, obj: ObjectId, if_none_match: str | None) -> Answer:
+        headers = dict(CHECKSUM_MODE)
+        if if_none_match is not None:
+            headers["if-none-match"] = if_none_match
+        return await self._call("HEAD", obj, headers, 0)
+
+    async def _call(
+        self, method: str, obj: ObjectId, headers: dict[str, str], limit: int
+    ) -> Answer:
+        from proxy.s3request import object_path
+
+        self.counters.upstream_requests += 1
+        answer = await self._upstream.fetch(
+            method, object_path(obj.bucket, obj.key), headers, max(limit, 1 << 16)
+        )
+        self.counters.upstream_bytes += len(answer.body)
+        return answer
+
+    # -- tasks ------------------------------------------------------------------------------
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._reap)
+        return task
+
+    def _reap(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            pass  # the exception reached the waiters through shield; nothing more to report
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

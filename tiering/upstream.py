@@ -1,0 +1,120 @@
+"""The upstream tier: signed HTTP requests to the real S3 endpoint.
+
+aiohttp rather than httpx, for two measured reasons (docs/upstream-client.md): httpx removes
+`..` segments from URL paths, which would make `a/../b` fetch `b`, and it moved several times
+fewer requests per second on this path. The choice stays inside this file.
+
+Third-party exceptions are translated here, once: `UpstreamUnavailable` before an answer
+arrived, `UpstreamBroken` when an answer stopped half-way.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass
+
+import aiohttp
+from yarl import URL
+
+from tiering.signing import EMPTY_SHA256, Signer
+
+Headers = tuple[tuple[bytes, bytes], ...]
+ERROR_BODY_LIMIT = 1 << 20
+
+
+class UpstreamUnavailable(Exception):
+    """No answer: refused, reset before the status line, or timed out."""
+
+
+class UpstreamBroken(Exception):
+    """An answer started but its body did not arrive whole."""
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A complete, small upstream answer: a block, a HEAD, or an error document."""
+
+    status: int
+    headers: Headers
+    body: bytes
+
+    def header(self, name: bytes) -> str | None:
+        for key, value in self.headers:
+            if key.lower() == name:
+                return value.decode("latin-1")
+        return None
+
+
+@contextmanager
+def _map_errors() -> Iterator[None]:
+    try:
+        yield
+    except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
+        raise UpstreamBroken(str(exc) or type(exc).__name__) from exc
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        raise UpstreamUnavailable(str(exc) or type(exc).__name__) from exc
+
+
+class Upstream:
+    """One S3 endpoint, addressed path-style, every request signed."""
+
+    def __init__(self, base_url: str, signer: Signer, session: aiohttp.ClientSession) -> None:
+        self._base = base_url.rstrip("/")
+        self._host = URL(self._base).raw_authority
+        self._signer = signer
+        self._session = session
+
+    async def fetch(
+        self, method: str, path: str, headers: dict[str, str], limit: int, query: str = ""
+    ) -> Answer:
+        """Send a bodiless request and read its whole answer, at most `limit` bytes of body."""
+        async with self.open(method, path, query, headers, None, EMPTY_SHA256) as response:
+            body = bytearray()
+            async for piece in read_chunks(response, limit + 1 - len(body)):
+                body += piece
+                if len(body) > limit:
+                    raise UpstreamBroken(f"answer larger than the {limit} bytes asked for")
+            return Answer(response.status, tuple(response.raw_headers), bytes(body))
+
+    @asynccontextmanager
+    async def open(
+        self,
+        method: str,
+        path: str,
+        query: str,
+        headers: dict[str, str],
+        body: AsyncIterable[bytes] | bytes | None,
+        payload_hash: str,
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A streaming exchange: the caller reads `response.content` and must finish inside."""
+        url = f"{self._base}{path}?{query}" if query else f"{self._base}{path}"
+        headers["host"] = self._host
+        signed = self._signer.sign(method, url, headers, payload_hash)
+        with _map_errors():
+            async with self._session.request(
+                method, URL(url, encoded=True), headers=signed, data=body, allow_redirects=False
+            ) as response:
+                yield response
+
+
+async def read_chunks(response: aiohttp.ClientResponse, size: int) -> AsyncIterator[bytes]:
+    """The response body in pieces of up to `size` bytes, with errors translated."""
+    while True:
+        with _map_errors():
+            chunk = await response.content.read(size)
+        if not chunk:
+            return
+        yield chunk
+
+
+def new_session(connect_timeout_s: float, read_timeout_s: float) -> aiohttp.ClientSession:
+    """The one pooled session the proxy uses; decompression off, so bodies pass through raw."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=512, ttl_dns_cache=300),
+        timeout=aiohttp.ClientTimeout(
+            total=None, connect=connect_timeout_s, sock_read=read_timeout_s
+        ),
+        auto_decompress=False,
+        skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
+    )
