@@ -225,8 +225,7 @@ class ReadThrough:
         if head is not None:
             meta = await self._merge_checksums(meta, head)
         self._remember(obj, meta, flight)
-        key = BlockKey(obj.bucket, obj.key, meta.etag, index)
-        self._spawn(self._store(key, answer.body, meta))
+        self._publish(BlockKey(obj.bucket, obj.key, meta.etag, index), answer.body, meta)
         return Resolved(meta, Source.UPSTREAM, first=(index, answer.body))
 
     async def _from_head(
@@ -319,6 +318,27 @@ class ReadThrough:
                 raise
         finally:
             if self._loads.get(key) is load:
+                del self._loads[key]
+
+    def _publish(self, key: BlockKey, data: bytes, meta: ObjectMeta) -> None:
+        """Make a block fetched with metadata visible at once, before any await: to RAM, and
+        as a finished load until its disk write lands, so no request fetches it again."""
+        self._admit_ram(key, data, meta)
+        if self._disk is None or key in self._loads:
+            return
+        done: asyncio.Future[tuple[bytes, Source]] = asyncio.get_running_loop().create_future()
+        done.set_result((data, Source.UPSTREAM))
+        self._loads[key] = done
+        self._spawn(self._write_through(key, data, done))
+
+    async def _write_through(
+        self, key: BlockKey, data: bytes, done: asyncio.Future[tuple[bytes, Source]]
+    ) -> None:
+        try:
+            assert self._disk is not None
+            await self._disk.put(key, data)
+        finally:
+            if self._loads.get(key) is done:
                 del self._loads[key]
 
     async def _store(self, key: BlockKey, data: bytes, meta: ObjectMeta) -> None:

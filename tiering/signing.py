@@ -36,14 +36,12 @@ class Signer:
         self, method: str, url: str, headers: dict[str, str], payload_hash: str
     ) -> dict[str, str]:
         """`url` must already be encoded exactly as it will be sent (path and sorted query)."""
-        headers["x-amz-content-sha256"] = payload_hash
+        # botocore reads the payload hash from this header when present, and signs it.
+        headers = {**headers, "X-Amz-Content-SHA256": payload_hash}
         if self._credentials is None:
             return headers
         # Refreshable credentials (IRSA, SSO) renew themselves here when close to expiry.
         frozen: ReadOnlyCredentials = self._credentials.get_frozen_credentials()
         request = AWSRequest(method=method, url=url, headers=headers)
-        # botocore looks the payload hash up under this exact spelling.
-        request.headers["X-Amz-Content-SHA256"] = payload_hash
-        del request.headers["x-amz-content-sha256"]
         _S3PathSigV4(frozen, "s3", self._region).add_auth(request)
         return dict(request.headers.items())
