@@ -31,6 +31,8 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from tiering.freshness import DEFAULT_FRESHNESS, Freshness, FreshnessPolicy, FreshnessRule
+
 KiB = 2**10
 MiB = 2**20
 GiB = 2**30
@@ -77,103 +79,24 @@ def format_size(size_bytes: int) -> str:
     return f"{size_bytes}B"
 
 
-# --- freshness -------------------------------------------------------------------------------
-
-FreshnessMode = Literal["strict", "ttl", "immutable"]
+# --- freshness rules from YAML -----------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Freshness:
-    """How long a cached object may be served without asking the upstream whether it changed.
-
-    ``strict`` revalidates on every request, ``ttl`` trusts a copy for ``ttl_s`` seconds after it
-    was fetched or revalidated, ``immutable`` never revalidates (keys that are never overwritten).
-    """
-
-    mode: FreshnessMode
-    ttl_s: float = 0.0
-
-    def __post_init__(self) -> None:
-        if self.mode not in ("strict", "ttl", "immutable"):
-            raise ValueError(f"unknown freshness mode {self.mode!r}")
-        if not (math.isfinite(self.ttl_s) and self.ttl_s >= 0):
-            raise ValueError(f"ttl must be a non-negative number of seconds, not {self.ttl_s!r}")
-
-    @classmethod
-    def parse(cls, text: str) -> Freshness:
-        """``"strict"``, ``"immutable"`` or ``"ttl:SECONDS"`` (e.g. ``ttl:5``, ``ttl:0.5``)."""
-        word, colon, seconds = text.strip().partition(":")
-        if not colon and word.lower() in ("strict", "immutable"):
-            return cls(mode="strict") if word.lower() == "strict" else cls(mode="immutable")
-        if colon and word.lower() == "ttl":
-            return cls(mode="ttl", ttl_s=_non_negative_seconds(seconds, text))
-        raise ValueError(f"{text!r} is not a freshness (use strict, immutable or ttl:SECONDS)")
-
-    def __str__(self) -> str:
-        if self.mode != "ttl":
-            return self.mode
-        return f"ttl:{int(self.ttl_s) if self.ttl_s.is_integer() else self.ttl_s}"
+def freshness_policy(raw: object) -> FreshnessPolicy:
+    """From ``"ttl:30"`` (a default only) or the YAML mapping ``{default, rules}``."""
+    if isinstance(raw, str):
+        return FreshnessPolicy(Freshness.parse(raw))
+    entries = _mapping(raw, "freshness", allowed=("default", "rules"))
+    default_text = _string(entries.get("default", str(DEFAULT_FRESHNESS)), "default")
+    default = Freshness.parse(default_text)
+    rules_raw = entries.get("rules") or []
+    if not isinstance(rules_raw, list):
+        raise ValueError("'rules' must be a list of {bucket, prefix, mode} mappings")
+    rules = tuple(_rule(rule, index) for index, rule in enumerate(rules_raw))
+    _reject_duplicate_rules(rules)
+    return FreshnessPolicy(default, rules)
 
 
-def _non_negative_seconds(seconds: str, text: str) -> float:
-    try:
-        value = float(seconds)
-    except ValueError:
-        value = math.nan
-    if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"{text!r}: the ttl must be a non-negative number of seconds")
-    return value
-
-
-@dataclass(frozen=True, slots=True)
-class FreshnessRule:
-    """Freshness for the keys of ``bucket`` that start with ``prefix`` ("" = the whole bucket)."""
-
-    bucket: str
-    prefix: str
-    freshness: Freshness
-
-
-@dataclass(frozen=True, slots=True)
-class FreshnessPolicy:
-    """A default freshness plus per-bucket, per-prefix exceptions."""
-
-    default: Freshness
-    rules: tuple[FreshnessRule, ...] = ()
-
-    @classmethod
-    def from_config(cls, raw: object) -> FreshnessPolicy:
-        """From ``"ttl:30"`` (a default only) or the YAML mapping ``{default, rules}``."""
-        if isinstance(raw, str):
-            return cls(Freshness.parse(raw))
-        entries = _mapping(raw, "freshness", allowed=("default", "rules"))
-        default_text = _string(entries.get("default", str(DEFAULT_FRESHNESS)), "default")
-        default = Freshness.parse(default_text)
-        rules_raw = entries.get("rules") or []
-        if not isinstance(rules_raw, list):
-            raise ValueError("'rules' must be a list of {bucket, prefix, mode} mappings")
-        rules = tuple(_rule(rule, index) for index, rule in enumerate(rules_raw))
-        _reject_duplicate_rules(rules)
-        return cls(default, rules)
-
-    def for_key(self, bucket: str, key: str) -> Freshness:
-        """The rule with the longest prefix matching ``key`` in ``bucket``, else the default."""
-        matches = [r for r in self.rules if r.bucket == bucket and key.startswith(r.prefix)]
-        if not matches:
-            return self.default
-        return max(matches, key=lambda rule: len(rule.prefix)).freshness
-
-    def to_json(self) -> dict[str, object]:
-        """The YAML mapping form, for logs."""
-        rules = [{"bucket": r.bucket, "prefix": r.prefix, "mode": str(r.freshness)}
-                 for r in self.rules]  # fmt: skip
-        return {"default": str(self.default), "rules": rules}
-
-    def __str__(self) -> str:
-        return str(self.default) + (f" (+{len(self.rules)} rules)" if self.rules else "")
-
-
-DEFAULT_FRESHNESS = Freshness("ttl", 5.0)
 _RULE_KEYS = ("bucket", "prefix", "mode")
 
 
@@ -195,6 +118,9 @@ def _reject_duplicate_rules(rules: tuple[FreshnessRule, ...]) -> None:
         if (rule.bucket, rule.prefix) in seen:
             raise ValueError(f"two rules for bucket {rule.bucket!r} prefix {rule.prefix!r}")
         seen.add((rule.bucket, rule.prefix))
+
+
+# --- YAML shape helpers ----------------------------------------------------------------------
 
 
 def _mapping(raw: object, where: str, allowed: tuple[str, ...]) -> dict[str, object]:
@@ -394,7 +320,7 @@ SETTINGS: tuple[Setting, ...] = (
             "disk tier capacity, e.g. 10GiB; 0 disables it", show=_show_size),
     Setting("block_size", "block_size_bytes", _block_size, "SIZE",
             "cache block size, 64KiB..64MiB", show=_show_size),
-    Setting("freshness", "freshness", FreshnessPolicy.from_config, "MODE",
+    Setting("freshness", "freshness", freshness_policy, "MODE",
             "strict, immutable or ttl:SECONDS (per-bucket rules: YAML only)"),
     Setting("serve_stale_on_error", "serve_stale_on_error", _boolean, "BOOL",
             "serve an expired cached copy when the upstream fails",
@@ -433,7 +359,7 @@ class Settings:
     disk_dir: str = ""  # from_sources resolves the XDG default from the environ it is given
     disk_bytes: int = 10 * GiB  # 0 disables the disk tier
     block_size_bytes: int = 1 * MiB
-    freshness: FreshnessPolicy = FreshnessPolicy(DEFAULT_FRESHNESS)
+    freshness: FreshnessPolicy = FreshnessPolicy(DEFAULT_FRESHNESS)  # noqa: RUF009 - frozen
     serve_stale_on_error: bool = False
     auth: Literal["none"] = "none"
     workers: int = 1

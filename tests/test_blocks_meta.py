@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tiering.blocks import block_bounds, block_count, block_span, expected_length, slice_block
+from tiering.freshness import Freshness as F
 from tiering.freshness import is_fresh
 from tiering.meta import ObjectMeta, content_range_total, meta_from_bytes, meta_to_bytes
 
@@ -71,6 +70,16 @@ def test_meta_keeps_object_headers_and_drops_per_response_ones() -> None:
     assert meta.checksums == ((b"x-amz-checksum-crc32", b"AAAA"),)
 
 
+def test_multipart_checksums_without_their_type_are_not_replayed() -> None:
+    headers = ((b"ETag", b'"abc-3"'), (b"x-amz-checksum-crc32", b"AAAA"))
+    assert ObjectMeta.from_upstream(headers, 10, now=0.0, whole=True).checksums == ()
+    typed = (*headers, (b"x-amz-checksum-type", b"FULL_OBJECT"))
+    assert ObjectMeta.from_upstream(typed, 10, now=0.0, whole=True).checksums == (
+        (b"x-amz-checksum-crc32", b"AAAA"),
+        (b"x-amz-checksum-type", b"FULL_OBJECT"),
+    )
+
+
 def test_meta_from_a_ranged_answer_has_unknown_checksums() -> None:
     assert ObjectMeta.from_upstream(HEADERS, 1000, now=5.0, whole=False).checksums is None
 
@@ -87,12 +96,6 @@ def test_meta_round_trips_through_its_disk_form() -> None:
 )
 def test_content_range_total(value: str, total: int | None) -> None:
     assert content_range_total(value) == total
-
-
-@dataclass
-class F:
-    mode: str
-    ttl_s: float = 0.0
 
 
 @pytest.mark.parametrize(

@@ -19,11 +19,11 @@ import logging
 import time
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from proxy.errors import UpstreamAnswer
 from tiering.blocks import BlockKey, ObjectId, expected_length
-from tiering.freshness import FreshnessLike, is_fresh
+from tiering.freshness import FreshnessPolicy, is_fresh
 from tiering.meta import ObjectMeta, content_range_total
 from tiering.metastore import MetaStore
 from tiering.ram import RamTier
@@ -44,10 +44,6 @@ class Source(enum.IntEnum):
 
 class ObjectChanged(Exception):
     """The object's ETag changed while it was being read (the upstream refused If-Match)."""
-
-
-class FreshnessPolicyLike(Protocol):
-    def for_key(self, bucket: str, key: str) -> FreshnessLike: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +83,7 @@ class ReadThrough:
         upstream: Upstream,
         block_size: int,
         ram_max_object_bytes: int,
-        freshness: FreshnessPolicyLike,
+        freshness: FreshnessPolicy,
         serve_stale_on_error: bool,
         clock: Callable[[], float] = time.time,
     ) -> None:
