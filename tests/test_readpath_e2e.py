@@ -69,6 +69,23 @@ def test_concurrent_cold_gets_fetch_each_block_exactly_once(
     assert sorted(ranges) == sorted(f"bytes={i * MiB}-{(i + 1) * MiB - 1}" for i in range(6))
 
 
+def test_a_waiter_that_disconnects_does_not_cancel_the_fetch_for_the_others(
+    proxy_server: S3TierServer, direct: Any, bucket: str, shim: UpstreamShim
+) -> None:
+    direct.put_object(Bucket=bucket, Key="slow", Body=b"s" * 50_000)
+    shim.stall_next(lambda r: f"/{bucket}/slow" in r.path, seconds=1.0)
+    url = f"{proxy_server.url}/{bucket}/slow"
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        impatient = pool.submit(requests.get, url, timeout=0.3)
+        time.sleep(0.1)
+        patient = pool.submit(requests.get, url, timeout=10)
+        with pytest.raises(requests.exceptions.Timeout):
+            impatient.result()
+        assert patient.result().content == b"s" * 50_000
+    assert len(upstream_gets(shim, bucket, "slow")) == 1
+    assert requests.get(url).headers["x-cache-status"] == "HIT-RAM"
+
+
 def test_whole_object_streams_across_blocks_byte_for_byte(
     s3: Any, direct: Any, bucket: str
 ) -> None:

@@ -33,10 +33,12 @@ class Recorded:
 
 @dataclass
 class Fault:
-    """Break the first answer whose request matches, after `after_bytes` of its body."""
+    """For the first request that matches: wait `stall_s` before answering, then break the
+    answer after `after_bytes` of its body (None: deliver it whole)."""
 
     matches: Callable[[Recorded], bool]
-    after_bytes: int
+    after_bytes: int | None
+    stall_s: float = 0.0
     used: bool = False
 
 
@@ -77,6 +79,11 @@ class UpstreamShim:
         self.faults.append(fault)
         return fault
 
+    def stall_next(self, matches: Callable[[Recorded], bool], seconds: float) -> Fault:
+        fault = Fault(matches, None, stall_s=seconds)
+        self.faults.append(fault)
+        return fault
+
     def _run(self, ready: threading.Event) -> None:
         self._loop = asyncio.new_event_loop()
         self._loop.run_until_complete(self._serve(ready))
@@ -100,6 +107,7 @@ class UpstreamShim:
         fault = next((f for f in self.faults if not f.used and f.matches(record)), None)
         if fault is not None:
             fault.used = True
+            await asyncio.sleep(fault.stall_s)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP}
         body = await request.read()
         url = URL(self.target + request.raw_path, encoded=True)
@@ -115,7 +123,9 @@ class UpstreamShim:
                 out.content_length = upstream.content_length
             await out.prepare(request)
             async for piece in upstream.content.iter_chunked(1 << 16):
-                if fault is not None and record.body_bytes + len(piece) > fault.after_bytes:
+                if fault is not None and fault.after_bytes is not None and (
+                    record.body_bytes + len(piece) > fault.after_bytes
+                ):
                     piece = piece[: fault.after_bytes - record.body_bytes]
                     await out.write(piece)
                     record.body_bytes += len(piece)
