@@ -123,8 +123,10 @@ class UpstreamShim:
                 out.content_length = upstream.content_length
             await out.prepare(request)
             async for piece in upstream.content.iter_chunked(1 << 16):
-                if fault is not None and fault.after_bytes is not None and (
-                    record.body_bytes + len(piece) > fault.after_bytes
+                if (
+                    fault is not None
+                    and fault.after_bytes is not None
+                    and (record.body_bytes + len(piece) > fault.after_bytes)
                 ):
                     piece = piece[: fault.after_bytes - record.body_bytes]
                     await out.write(piece)
