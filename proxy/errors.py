@@ -8,7 +8,12 @@
      │    ├── InvalidURI            400, a path that is not valid percent-encoded UTF-8
      │    ├── MethodNotAllowed      405
      │    ├── ServiceUnavailable    503, the upstream could not be reached or timed out
-     │    └── InternalError         500, a bug: never raised on purpose
+     │    ├── InternalError         500, a bug: never raised on purpose
+     │    │   -- identity (403 unless noted) --
+     │    ├── AccessDenied, SignatureDoesNotMatch, InvalidAccessKeyId, RequestTimeTooSkewed
+     │    ├── AuthorizationHeaderMalformed (400), AuthorizationQueryParametersError (400)
+     │    │   -- uploads (400) --
+     │    └── IncompleteBody, XAmzContentSHA256Mismatch, BadDigest, InvalidDigest
      └── UpstreamAnswer            the upstream's own non-success answer, replayed verbatim
 
 Upstream answers are not ours to reword: a 404 NoSuchKey or a 403 AccessDenied reaches the
@@ -109,3 +114,69 @@ def render(error: S3Error, resource: str, request_id: str, host_id: str) -> byte
     parts.append(f"<Resource>{escape(resource)}</Resource>")
     parts.append(f"<RequestId>{request_id}</RequestId><HostId>{host_id}</HostId></Error>")
     return "".join(parts).encode()
+
+
+class AccessDenied(S3Error):
+    status = 403
+    code = "AccessDenied"
+    message = "Access Denied"
+
+
+class SignatureDoesNotMatch(S3Error):
+    status = 403
+    code = "SignatureDoesNotMatch"
+    message = (
+        "The request signature we calculated does not match the signature you provided. "
+        "Check your key and signing method."
+    )
+
+
+class InvalidAccessKeyId(S3Error):
+    status = 403
+    code = "InvalidAccessKeyId"
+    message = "The AWS Access Key Id you provided does not exist in our records."
+
+
+class RequestTimeTooSkewed(S3Error):
+    status = 403
+    code = "RequestTimeTooSkewed"
+    message = "The difference between the request time and the current time is too large."
+
+
+class AuthorizationHeaderMalformed(S3Error):
+    status = 400
+    code = "AuthorizationHeaderMalformed"
+    message = "The authorization header is malformed."
+
+
+class AuthorizationQueryParametersError(S3Error):
+    status = 400
+    code = "AuthorizationQueryParametersError"
+    message = "Error parsing the X-Amz-Credential parameter."
+
+
+class IncompleteBody(S3Error):
+    status = 400
+    code = "IncompleteBody"
+    message = "You did not provide the number of bytes specified by the Content-Length HTTP header."
+
+
+class XAmzContentSHA256Mismatch(S3Error):
+    status = 400
+    code = "XAmzContentSHA256Mismatch"
+    message = "The provided 'x-amz-content-sha256' header does not match what was computed."
+
+
+class BadDigest(S3Error):
+    status = 400
+    code = "BadDigest"
+    message = (
+        "The Content-MD5 or checksum value that you specified did not match what the server "
+        "received."
+    )
+
+
+class InvalidDigest(S3Error):
+    status = 400
+    code = "InvalidDigest"
+    message = "The Content-MD5 or checksum value that you specified is not valid."
