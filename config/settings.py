@@ -320,6 +320,8 @@ SETTINGS: tuple[Setting, ...] = (
             "disk tier capacity, e.g. 10GiB; 0 disables it", show=_show_size),
     Setting("block_size", "block_size_bytes", _block_size, "SIZE",
             "cache block size, 64KiB..64MiB", show=_show_size),
+    Setting("put_cache_max", "put_cache_max_bytes", _size, "SIZE",
+            "largest PUT body cached on the way through; 0 caches none", show=_show_size),
     Setting("freshness", "freshness", freshness_policy, "MODE",
             "strict, immutable or ttl:SECONDS (per-bucket rules: YAML only)"),
     Setting("serve_stale_on_error", "serve_stale_on_error", _boolean, "BOOL",
@@ -359,6 +361,7 @@ class Settings:
     disk_dir: str = ""  # from_sources resolves the XDG default from the environ it is given
     disk_bytes: int = 10 * GiB  # 0 disables the disk tier
     block_size_bytes: int = 1 * MiB
+    put_cache_max_bytes: int = 64 * MiB
     freshness: FreshnessPolicy = FreshnessPolicy(DEFAULT_FRESHNESS)  # noqa: RUF009 - frozen
     serve_stale_on_error: bool = False
     auth: Literal["none"] = "none"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from proxy import forward, objects
+from proxy import forward, objects, uploads
 from proxy.asgi import Headers, Message, Receive, Scope, Send, respond
 from proxy.errors import (
     S3Error,
@@ -35,6 +35,8 @@ class Components:
     readthrough: ReadThrough
     upstream: Upstream
     base_domain: str
+    spool_dir: str | None = None
+    put_cache_max_bytes: int = 0
 
 
 class Tracked:
@@ -72,6 +74,18 @@ async def handle(c: Components, scope: Scope, receive: Receive, send: Send) -> N
         resource = req.resource
         if req.cacheable:
             await objects.serve(req, headers, c.readthrough, receive, tracked, ids)
+        elif uploads.is_put_object(req, headers):
+            await uploads.put_object(
+                req,
+                headers,
+                scope["headers"],
+                c.readthrough,
+                c.upstream,
+                c.spool_dir,
+                c.put_cache_max_bytes,
+                receive,
+                tracked,
+            )
         else:
             await forward.forward(
                 req, scope["headers"], c.upstream, c.readthrough.invalidate, receive, tracked

@@ -79,7 +79,8 @@ class S3Tier:
             freshness=s.freshness,
             serve_stale_on_error=s.serve_stale_on_error,
         )
-        return Components(readthrough, upstream, s.base_domain)
+        spool_dir = os.path.join(s.disk_dir, "spool") if self._disk is not None else None
+        return Components(readthrough, upstream, s.base_domain, spool_dir, s.put_cache_max_bytes)
 
     async def _close(self) -> None:
         if self._components is not None:

@@ -241,7 +241,7 @@ def test_bad_yaml_freshness_is_an_error_naming_the_part(
 EXPECTED_ENV_VARS = [
     "S3TIER_HOST", "S3TIER_PORT", "S3TIER_UPSTREAM", "S3TIER_REGION", "S3TIER_BASE_DOMAIN",
     "S3TIER_RAM_BYTES", "S3TIER_RAM_MAX_OBJECT", "S3TIER_DISK_DIR", "S3TIER_DISK_BYTES",
-    "S3TIER_BLOCK_SIZE", "S3TIER_FRESHNESS", "S3TIER_SERVE_STALE_ON_ERROR", "S3TIER_AUTH",
+    "S3TIER_BLOCK_SIZE", "S3TIER_PUT_CACHE_MAX", "S3TIER_FRESHNESS", "S3TIER_SERVE_STALE_ON_ERROR", "S3TIER_AUTH",
     "S3TIER_WORKERS", "S3TIER_UPSTREAM_CONNECT_TIMEOUT", "S3TIER_UPSTREAM_READ_TIMEOUT",
     "S3TIER_LOG_LEVEL",
 ]  # fmt: skip
@@ -280,6 +280,7 @@ PRECEDENCE = [
     ("disk_dir", ("/yaml", "/yaml"), ("/env", "/env"), ("/flag", "/flag")),
     ("disk_bytes", ("1GiB", GiB), ("0", 0), ("100GB", 100 * 10**9)),
     ("block_size", ("64KiB", 64 * KiB), ("4MiB", 4 * MiB), ("64MiB", 64 * MiB)),
+    ("put_cache_max", ("1GiB", GiB), ("0", 0), ("8MiB", 8 * MiB)),
     ("freshness", ({"default": "ttl:9", "rules": [{"bucket": "b", "mode": "strict"}]},
                    FreshnessPolicy(Freshness("ttl", 9.0), (FreshnessRule("b", "", STRICT),))),
      ("strict", FreshnessPolicy(STRICT)), ("ttl:0.5", FreshnessPolicy(Freshness("ttl", 0.5)))),
@@ -470,6 +471,7 @@ BAD_VALUES = [
     ("disk_bytes", "10 GiBs", "is not a size"),
     ("block_size", "32KiB", "32KiB is outside 64KiB..64MiB"),
     ("block_size", "65MiB", "65MiB is outside 64KiB..64MiB"),
+    ("put_cache_max", "lots", "'lots' is not a size"),
     ("freshness", "forever", "is not a freshness"),
     ("freshness", "ttl:-1", "non-negative number of seconds"),
     ("serve_stale_on_error", "maybe", "is not a boolean"),

@@ -6,9 +6,9 @@ Two kinds of shared work, each done once however many requests wait for it:
 Both run in tasks of their own, awaited through `asyncio.shield`, so a client that disconnects
 cancels only its own wait, never the fetch the other waiters depend on.
 
-A write through the proxy supersedes the flights of its key: their results still reach the
-requests that were already waiting, but are never remembered, so a fill that started before a
-write cannot land after it.
+Every write through the proxy bumps its key's *generation*. Work that started under an older
+generation (a fill, the adoption of an uploaded body) still answers the requests waiting for
+it, but is never remembered, so a fill that started before a write cannot land after it.
 """
 
 from __future__ import annotations
@@ -17,9 +17,11 @@ import asyncio
 import enum
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
+
+from cachetools import LRUCache
 
 from proxy.errors import UpstreamAnswer
 from tiering.blocks import BlockKey, ObjectId, expected_length
@@ -59,8 +61,8 @@ class Resolved:
 
 @dataclass(slots=True)
 class Flight:
+    generation: int
     task: asyncio.Task[Resolved] | None = None
-    superseded: bool = False
 
 
 @dataclass(slots=True)
@@ -97,6 +99,8 @@ class ReadThrough:
         self._stale_ok = serve_stale_on_error
         self._clock = clock
         self._flights: dict[tuple[ObjectId, str], Flight] = {}
+        # Bounded: a forgotten generation reads as 0, which only ever makes work look stale.
+        self._generations: LRUCache[ObjectId, int] = LRUCache(maxsize=1_000_000)
         self._loads: dict[BlockKey, asyncio.Future[tuple[bytes, Source]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.counters = Counters()
@@ -125,13 +129,32 @@ class ReadThrough:
             return await self._join(obj, "checksums", lambda f: self._checksums(obj, resolved, f))
         return resolved
 
+    def generation(self, obj: ObjectId) -> int:
+        return self._generations.get(obj, 0)
+
     async def invalidate(self, obj: ObjectId) -> None:
-        """Forget an object because a write changed it; flights under way are superseded."""
+        """Forget an object because a write changed it; work under way for it goes stale."""
+        self._generations[obj] = self.generation(obj) + 1
         for kind in ("fill", "checksums"):
-            flight = self._flights.pop((obj, kind), None)
-            if flight is not None:
-                flight.superseded = True
+            self._flights.pop((obj, kind), None)
         await self._metas.drop(obj)
+
+    async def adopt(
+        self, obj: ObjectId, meta: ObjectMeta, blocks: AsyncIterator[bytes], generation: int
+    ) -> bool:
+        """Cache an object written through the proxy, block by block, unless another write has
+        come since `generation`. Blocks go first, so the metadata never points at missing ones."""
+        index = 0
+        async for block in blocks:
+            if self.generation(obj) != generation:
+                return False
+            await self._store(BlockKey(obj.bucket, obj.key, meta.etag, index), block, meta)
+            index += 1
+        if self.generation(obj) != generation:
+            return False
+        self._metas.remember(obj, meta)
+        await self._metas.persist(obj, meta)
+        return True
 
     async def _join(
         self,
@@ -141,7 +164,7 @@ class ReadThrough:
     ) -> Resolved:
         flight = self._flights.get((obj, kind))
         if flight is None:
-            flight = Flight()
+            flight = Flight(self.generation(obj))
             flight.task = self._spawn(self._fly((obj, kind), flight, make))
             self._flights[(obj, kind)] = flight
         else:
@@ -233,10 +256,18 @@ class ReadThrough:
         if answer.status != 200:
             await self._metas.drop(obj)
             raise UpstreamAnswer(answer.status, list(answer.headers), b"")
-        size = int(answer.header(b"content-length") or 0)
-        meta = ObjectMeta.from_upstream(answer.headers, size, self._clock(), whole=True)
+        meta = self._meta_from_head(answer)
         self._remember(obj, meta, flight)
         return Resolved(meta, Source.UPSTREAM)
+
+    async def describe(self, obj: ObjectId) -> ObjectMeta | None:
+        """What the upstream says of the object now (a HEAD), or None if it has no such object."""
+        answer = await self._head(obj, None)
+        return self._meta_from_head(answer) if answer.status == 200 else None
+
+    def _meta_from_head(self, answer: Answer) -> ObjectMeta:
+        size = int(answer.header(b"content-length") or 0)
+        return ObjectMeta.from_upstream(answer.headers, size, self._clock(), whole=True)
 
     async def _checksums(self, obj: ObjectId, resolved: Resolved, flight: Flight) -> Resolved:
         meta = await self._merge_checksums(resolved.meta, self._spawn(self._head(obj, None)))
@@ -260,7 +291,7 @@ class ReadThrough:
         return Resolved(fresh, Source.RAM, revalidated=True)
 
     def _remember(self, obj: ObjectId, meta: ObjectMeta, flight: Flight) -> None:
-        if flight.superseded:
+        if self.generation(obj) != flight.generation:
             return
         self._metas.remember(obj, meta)
         self._spawn(self._metas.persist(obj, meta))
