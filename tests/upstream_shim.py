@@ -33,8 +33,8 @@ class Recorded:
 
 @dataclass
 class Fault:
-    """For the first request that matches: wait `stall_s` before answering, then break the
-    answer after `after_bytes` of its body (None: deliver it whole)."""
+    """For the first request that matches: hold the upstream's answer back for `stall_s`, then
+    break it after `after_bytes` of its body (None: deliver it whole)."""
 
     matches: Callable[[Recorded], bool]
     after_bytes: int | None
@@ -107,7 +107,6 @@ class UpstreamShim:
         fault = next((f for f in self.faults if not f.used and f.matches(record)), None)
         if fault is not None:
             fault.used = True
-            await asyncio.sleep(fault.stall_s)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP}
         body = await request.read()
         url = URL(self.target + request.raw_path, encoded=True)
@@ -115,6 +114,9 @@ class UpstreamShim:
             request.method, url, headers=headers, data=body or None, allow_redirects=False
         ) as upstream:
             record.status = upstream.status
+            if fault is not None:
+                # The upstream has answered; s3tier sees nothing for a while (first-byte stall).
+                await asyncio.sleep(fault.stall_s)
             out = web.StreamResponse(status=upstream.status)
             for name, value in upstream.headers.items():
                 if name.lower() not in ("transfer-encoding", "connection", "content-length"):
