@@ -47,8 +47,10 @@ def client(endpoint: str) -> Any:
     )
 
 
-def lease_body(worker: int, lease_s: float) -> bytes:
-    return json.dumps({"holder": worker, "expires_at": time.time() + lease_s}).encode()
+def lease_body(worker: int, lease_s: float) -> tuple[bytes, float]:
+    """The lock's content, and the moment the lease it grants ends (what followers will read)."""
+    expires_at = time.time() + lease_s
+    return json.dumps({"holder": worker, "expires_at": expires_at}).encode(), expires_at
 
 
 def try_write(s3: Any, bucket: str, key: str, body: bytes, **condition: str) -> str | None:
@@ -72,36 +74,40 @@ def worker(args: argparse.Namespace, index: int, events: Any, crashed: Any) -> N
                 crashed.set()  # the first leader to reach its crash time stops renewing
                 events.put((time.time(), index, "crash", None))
                 return
-            renewed = try_write(
-                s3, args.bucket, args.key, lease_body(index, args.lease_s), IfMatch=etag
-            )
+            body, expires_at = lease_body(index, args.lease_s)
+            renewed = try_write(s3, args.bucket, args.key, body, IfMatch=etag)
             if renewed is None:
                 events.put((time.time(), index, "lost", None))
             else:
-                events.put((time.time(), index, "renew", time.time() + args.lease_s))
+                events.put((time.time(), index, "renew", expires_at))
             etag = renewed
             time.sleep(args.lease_s / 3)
             continue
-        etag = acquire(s3, args, index)
-        if etag is not None:
+        won = acquire(s3, args, index)
+        if won is not None:
+            etag, expires_at = won
             crash_at = time.time() + args.crash_after_s
-            events.put((time.time(), index, "lead", time.time() + args.lease_s))
+            events.put((time.time(), index, "lead", expires_at))
         else:
             time.sleep(args.lease_s / 5)
 
 
-def acquire(s3: Any, args: argparse.Namespace, index: int) -> str | None:
-    body = lease_body(index, args.lease_s)
+def acquire(s3: Any, args: argparse.Namespace, index: int) -> tuple[str, float] | None:
+    """(ETag, lease end) if this worker became the leader."""
     try:
         current = s3.get_object(Bucket=args.bucket, Key=args.key)
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "NoSuchKey":
             raise
-        return try_write(s3, args.bucket, args.key, body, IfNoneMatch="*")
+        body, expires_at = lease_body(index, args.lease_s)
+        etag = try_write(s3, args.bucket, args.key, body, IfNoneMatch="*")
+        return None if etag is None else (etag, expires_at)
     lease = json.loads(current["Body"].read())
     if lease["expires_at"] > time.time():
         return None
-    return try_write(s3, args.bucket, args.key, body, IfMatch=current["ETag"])
+    body, expires_at = lease_body(index, args.lease_s)
+    etag = try_write(s3, args.bucket, args.key, body, IfMatch=current["ETag"])
+    return None if etag is None else (etag, expires_at)
 
 
 def check(events: list[tuple[float, int, str, float | None]]) -> list[str]:
