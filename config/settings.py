@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import ipaddress
 import math
 import re
 from collections.abc import Callable, Mapping
@@ -211,12 +212,13 @@ def _boolean(raw: object) -> bool:
 
 
 def _auth(raw: object) -> str:
-    if not isinstance(raw, str) or raw.strip().lower() != "none":
-        raise ValueError(
-            f"{raw!r} is not supported: only 'none' exists for now "
-            "(request signature verification is not implemented yet)"
-        )
-    return "none"
+    if not isinstance(raw, str) or raw.strip().lower() not in ("none", "sigv4"):
+        raise ValueError(f"{raw!r} is not an auth mode (use none or sigv4)")
+    return raw.strip().lower()
+
+
+def _optional_path(raw: object) -> str | None:
+    return None if raw is None or raw == "" else _text(raw)
 
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -250,6 +252,24 @@ def _upstream(raw: object) -> str | None:
 
 
 # --- the settings table ------------------------------------------------------------------------
+
+
+def _show_auth(value: object) -> str:
+    return "none on a loopback address, else sigv4"
+
+
+def _show_credentials(value: object) -> str:
+    return "the proxy's own upstream credentials"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach an address (names other than localhost: no)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _show_size(value: object) -> str:
@@ -327,7 +347,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("serve_stale_on_error", "serve_stale_on_error", _boolean, "BOOL",
             "serve an expired cached copy when the upstream fails",
             show=_show_boolean, boolean=True),
-    Setting("auth", "auth", _auth, "MODE", "client authentication; only 'none' for now"),
+    Setting("auth", "auth", _auth, "MODE",
+            "client authentication: none, or sigv4 (verify signatures)", show=_show_auth),
+    Setting("credentials_file", "credentials_file", _optional_path, "PATH",
+            "YAML/JSON list of client keys and grants for sigv4", show=_show_credentials),
     Setting("workers", "workers", _workers, "N", "server worker processes"),
     Setting("upstream_connect_timeout", "upstream_connect_timeout_s", _seconds, "SECONDS",
             "timeout for connecting to the upstream"),
@@ -364,7 +387,8 @@ class Settings:
     put_cache_max_bytes: int = 64 * MiB
     freshness: FreshnessPolicy = FreshnessPolicy(DEFAULT_FRESHNESS)  # noqa: RUF009 - frozen
     serve_stale_on_error: bool = False
-    auth: Literal["none"] = "none"
+    auth: Literal["none", "sigv4"] = "none"  # from_sources: sigv4 unless host is loopback
+    credentials_file: str | None = None  # None: the proxy's own upstream credentials
     workers: int = 1
     upstream_connect_timeout_s: float = 5.0
     upstream_read_timeout_s: float = 30.0
@@ -384,6 +408,9 @@ class Settings:
             row.attribute: _parse(row, given[row.name]) for row in SETTINGS if row.name in given
         }
         values["disk_dir"] = _resolve_disk_dir(values.get("disk_dir"), environ)
+        # Safe by default: anything reachable beyond this machine checks signatures.
+        host = values.get("host", cls.__dataclass_fields__["host"].default)
+        values.setdefault("auth", "none" if is_loopback(host) else "sigv4")
         settings = cls(**values)
         _check_ram_limits(settings, given)
         return settings

@@ -7,10 +7,13 @@ Every error reaches the client here, in one place, in S3's own format.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 from proxy import forward, objects, uploads
-from proxy.asgi import Headers, Message, Receive, Scope, Send, respond
+from proxy.access import authorize
+from proxy.asgi import Headers, Message, Receive, Scope, Send, header_map, respond
+from proxy.auth import Keyring, Verified, verify
 from proxy.errors import (
     S3Error,
     ServiceUnavailable,
@@ -37,6 +40,8 @@ class Components:
     base_domain: str
     spool_dir: str | None = None
     put_cache_max_bytes: int = 0
+    keyring: Keyring | None = None  # None: --auth none, requests are not verified
+    region: str = "us-east-1"
 
 
 class Tracked:
@@ -65,49 +70,61 @@ async def handle(c: Components, scope: Scope, receive: Receive, send: Send) -> N
         (b"x-amz-request-id", new_request_id().encode()),
         (b"x-amz-id-2", new_host_id().encode()),
     ]
-    headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+    headers = header_map(scope["headers"])
     tracked = Tracked(send)
     resource = raw_path.decode("latin-1")
     req: S3Request | None = None
+    verified: Verified | None = None
     try:
         req = S3Request.parse(method, raw_path, scope["query_string"], headers, c.base_domain)
         resource = req.resource
-        if req.cacheable:
-            await objects.serve(req, headers, c.readthrough, receive, tracked, ids)
-        elif uploads.is_put_object(req, headers):
-            await uploads.put_object(
-                req,
-                headers,
-                scope["headers"],
-                c.readthrough,
-                c.upstream,
-                c.spool_dir,
-                c.put_cache_max_bytes,
-                receive,
-                tracked,
-            )
-        else:
-            await forward.forward(
-                req, scope["headers"], c.upstream, c.readthrough.invalidate, receive, tracked
-            )
+        if c.keyring is not None:
+            verified = verify(
+                method, raw_path, scope["query_string"], headers, c.keyring, time.time(),
+                expected_region=c.region,
+            )  # fmt: skip
+            authorize(req, headers, verified.principal)
+        await _route(c, req, headers, verified, receive, tracked, ids)
     except UpstreamAnswer as answer:
         if not tracked.started and req is not None:
-            await _replay(answer, req, scope, receive, tracked, c)
+            await _replay(answer, req, headers, verified, receive, tracked, c)
     except S3Error as error:
         if not tracked.started:
             await _error(tracked, error, method, resource, ids)
     except (UpstreamUnavailable, UpstreamBroken) as exc:
         log.warning("upstream failure for %s %s: %s", method, resource, exc)
         if not tracked.started:
-            await _error(
-                tracked, ServiceUnavailable(f"Upstream unavailable: {exc}"), method, resource, ids
-            )
+            unavailable = ServiceUnavailable(f"Upstream unavailable: {exc}")
+            await _error(tracked, unavailable, method, resource, ids)
+
+
+async def _route(
+    c: Components,
+    req: S3Request,
+    headers: dict[str, str],
+    verified: Verified | None,
+    receive: Receive,
+    send: Send,
+    ids: Headers,
+) -> None:
+    if req.cacheable:
+        await objects.serve(req, headers, c.readthrough, receive, send, ids)
+    elif uploads.is_put_object(req, headers):
+        await uploads.put_object(
+            req, headers, c.readthrough, c.upstream, c.spool_dir, c.put_cache_max_bytes,
+            receive, send, verified,
+        )  # fmt: skip
+    else:
+        await forward.forward(
+            req, headers, c.upstream, c.readthrough.invalidate, receive, send, verified
+        )
 
 
 async def _replay(
     answer: UpstreamAnswer,
     req: S3Request,
-    scope: Scope,
+    headers: dict[str, str],
+    verified: Verified | None,
     receive: Receive,
     send: Send,
     c: Components,
@@ -115,13 +132,12 @@ async def _replay(
     """The upstream's own refusal, verbatim. A GET whose miss was looked up with a HEAD got an
     answer without its error document, so it is asked again as the client asked it."""
     if req.method == "GET" and not answer.body:
-        await forward.forward(
-            req, scope["headers"], c.upstream, c.readthrough.invalidate, receive, send
-        )
+        invalidate = c.readthrough.invalidate
+        await forward.forward(req, headers, c.upstream, invalidate, receive, send, verified)
         return
-    headers = [(n, v) for n, v in answer.headers if n.lower() not in NOT_REPLAYED]
-    headers.append((b"x-cache-status", b"MISS"))
-    await respond(send, answer.status, headers, b"" if req.method == "HEAD" else answer.body)
+    out = [(n, v) for n, v in answer.headers if n.lower() not in NOT_REPLAYED]
+    out.append((b"x-cache-status", b"MISS"))
+    await respond(send, answer.status, out, b"" if req.method == "HEAD" else answer.body)
 
 
 async def _error(send: Send, error: S3Error, method: str, resource: str, ids: Headers) -> None:

@@ -24,3 +24,13 @@ async def start(send: Send, status: int, headers: Headers) -> None:
 
 async def chunk(send: Send, body: bytes | memoryview, more: bool = True) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": more})
+
+
+def header_map(scope_headers: Headers) -> dict[str, str]:
+    """Request headers by lower-case name; repeated ones joined with commas (RFC 9110 §5.3)."""
+    out: dict[str, str] = {}
+    for raw_name, raw_value in scope_headers:
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        out[name] = f"{out[name]},{value}" if name in out else value
+    return out

@@ -8,7 +8,6 @@ the ASGI lifespan and handed to requests through `Components`: no module-level c
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json
 import logging
 import os
@@ -18,11 +17,13 @@ from typing import Any
 
 import botocore.session
 import uvicorn
+import yaml
 from botocore.credentials import Credentials
 
-from config.settings import Settings
+from config.settings import Settings, is_loopback
 from proxy.app import Components, handle
 from proxy.asgi import Receive, Scope, Send
+from proxy.auth import Keyring, Principal
 from proxy.embedded import EMBEDDED_CREDENTIALS, EmbeddedS3
 from tiering.disk import DiskTier
 from tiering.metastore import MetaStore
@@ -41,6 +42,8 @@ class S3Tier:
     def __init__(self, settings: Settings, credentials: Credentials | None) -> None:
         self.settings = settings
         self._credentials = credentials
+        # Built before serving, so a bad credentials file stops start-up with its message.
+        self._keyring = client_keyring(settings, credentials) if settings.auth == "sigv4" else None
         self._components: Components | None = None
         self._disk: DiskTier | None = None
 
@@ -80,7 +83,15 @@ class S3Tier:
             serve_stale_on_error=s.serve_stale_on_error,
         )
         spool_dir = os.path.join(s.disk_dir, "spool") if self._disk is not None else None
-        return Components(readthrough, upstream, s.base_domain, spool_dir, s.put_cache_max_bytes)
+        return Components(
+            readthrough,
+            upstream,
+            s.base_domain,
+            spool_dir,
+            s.put_cache_max_bytes,
+            self._keyring,
+            s.region,
+        )
 
     async def _close(self) -> None:
         if self._components is not None:
@@ -100,7 +111,7 @@ def serve(settings: Settings) -> None:
         log.info(
             "no upstream configured: started embedded S3 server at %s (in memory)", embedded.url
         )
-    if not _is_loopback(settings.host):
+    if settings.auth == "none" and not is_loopback(settings.host):
         log.warning(
             "listening on %s with --auth none: anyone who can reach it can use it", settings.host
         )
@@ -158,17 +169,24 @@ def upstream_credentials(embedded: bool) -> Credentials | None:
     return found
 
 
+def client_keyring(settings: Settings, upstream: Credentials | None) -> Keyring:
+    """The keys clients may sign with: the credentials file, else the proxy's own upstream key,
+    which is what a sidecar sharing its pod's identity needs."""
+    if settings.credentials_file is not None:
+        try:
+            with open(settings.credentials_file, encoding="utf-8") as handle:
+                return Keyring.from_mapping(yaml.safe_load(handle))
+        except (OSError, ValueError, yaml.YAMLError) as exc:
+            message = f"s3tier: --credentials-file {settings.credentials_file}: {exc}"
+            raise SystemExit(message) from exc
+    if upstream is None:
+        raise SystemExit("s3tier: --auth sigv4 needs --credentials-file or AWS credentials")
+    frozen = upstream.get_frozen_credentials()
+    return Keyring([Principal(frozen.access_key, frozen.secret_key, None)])
+
+
 def configure_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

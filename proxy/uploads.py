@@ -6,22 +6,21 @@ arrives and is kept aside in a spool; only when the upstream has accepted it, an
 that the accepted version is still the current one, do its blocks enter the cache. Any failure
 leaves no trace of the body in the cache.
 
-The proxy checks what the client declared before the upstream can store it: the payload's
-SHA-256 (`x-amz-content-sha256`), and the last bytes are held back until that check passes, so a
-mismatched body is cut off short and never completed upstream.
+What the client declared (payload SHA-256, checksums, chunk signatures) is checked on the way by
+`ClientBody`, which holds the last bytes back until the checks pass: a mismatched body is cut
+off short and never completed upstream.
 """
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 from collections.abc import AsyncIterator, Mapping
-from dataclasses import dataclass, field
 
 from proxy.asgi import Headers, Receive, Send, respond
-from proxy.errors import S3Error, XAmzContentSHA256Mismatch
-from proxy.forward import NOT_RETURNED, payload_hash, request_body, upstream_headers
+from proxy.auth import Verified
+from proxy.bodies import ClientBody
+from proxy.errors import S3Error
+from proxy.forward import NOT_RETURNED, upstream_headers
 from proxy.s3request import BYPASS_HEADERS, NEUTRAL_QUERY, S3Request, encode_query
 from tiering.blocks import ObjectId
 from tiering.readthrough import ReadThrough
@@ -29,7 +28,6 @@ from tiering.spool import Spool
 from tiering.upstream import Upstream, UpstreamBroken, UpstreamUnavailable
 
 log = logging.getLogger("s3tier.uploads")
-_HEX_SHA256 = frozenset("0123456789abcdef")
 
 
 def is_put_object(req: S3Request, headers: Mapping[str, str]) -> bool:
@@ -44,79 +42,35 @@ def is_put_object(req: S3Request, headers: Mapping[str, str]) -> bool:
     )
 
 
-@dataclass(slots=True)
-class CheckedBody:
-    """The client's body on its way upstream: checked, spooled, and its tail held back."""
-
-    receive: Receive
-    spool: Spool | None
-    declared_sha256: str | None
-    error: S3Error | None = None
-    complete: bool = False
-    _sha: hashlib._Hash = field(default_factory=hashlib.sha256)
-
-    async def stream(self) -> AsyncIterator[bytes]:
-        held = b""
-        async for piece in request_body(self.receive):
-            if held:
-                yield held
-            held = await self._take(piece)
-        self._verify()
-        if held:
-            yield held
-        self.complete = True
-
-    async def _take(self, piece: bytes) -> bytes:
-        if self.declared_sha256 is not None:
-            self._sha.update(piece)
-        if self.spool is not None:
-            await self.spool.write(piece)
-        return piece
-
-    def _verify(self) -> None:
-        if self.declared_sha256 is None:
-            return
-        if not hmac.compare_digest(self._sha.hexdigest(), self.declared_sha256):
-            self.error = XAmzContentSHA256Mismatch(
-                ClientComputedContentSHA256=self.declared_sha256,
-                S3ComputedContentSHA256=self._sha.hexdigest(),
-            )
-            raise self.error
-
-
 async def put_object(
     req: S3Request,
     headers: Mapping[str, str],
-    scope_headers: Headers,
     readthrough: ReadThrough,
     upstream: Upstream,
     spool_dir: str | None,
     max_cached_bytes: int,
     receive: Receive,
     send: Send,
+    verified: Verified | None = None,
 ) -> None:
     obj = ObjectId(req.bucket, req.key)
-    declared = headers.get("x-amz-content-sha256")
-    length = int(headers.get("content-length", "-1") or -1)
-    cache_it = 0 <= length <= max_cached_bytes
-    spool = Spool(spool_dir, readthrough.block_size) if cache_it else None
-    body = CheckedBody(receive, spool, declared if _is_hex_sha256(declared) else None)
-    out_headers = upstream_headers(scope_headers)
-    sha_for_upstream = payload_hash(out_headers.pop("x-amz-content-sha256-client", None), True)
+    length = _declared_length(headers)
+    spool = Spool(spool_dir, readthrough.block_size) if 0 <= length <= max_cached_bytes else None
+    body = ClientBody(headers, receive, verified, spool)
+    out_headers, payload_hash = body.upstream_headers(upstream_headers(headers))
     await readthrough.invalidate(obj)
     try:
         status, answer_headers, answer = await _send(
-            req, out_headers, body, sha_for_upstream, upstream
+            req, out_headers, body.stream(), payload_hash, upstream
         )
         # Invalidate again: a fill that began while the PUT was in flight must not land.
         await readthrough.invalidate(obj)
         generation = readthrough.generation(obj)
-        if status == 200 and spool is not None and body.complete:
-            etag = _header(answer_headers, b"etag")
-            if etag is not None:
-                await _adopt(readthrough, obj, etag, spool, generation)
+        etag = _header(answer_headers, b"etag")
+        if status == 200 and spool is not None and body.complete and etag is not None:
+            await _adopt(readthrough, obj, etag, spool, generation)
     except (UpstreamUnavailable, UpstreamBroken):
-        await readthrough.invalidate(obj)
+        await readthrough.invalidate(obj)  # it may or may not have been stored: forget the key
         if body.error is not None:
             raise body.error from None
         raise
@@ -129,13 +83,13 @@ async def put_object(
 async def _send(
     req: S3Request,
     out_headers: dict[str, str],
-    body: CheckedBody,
-    sha_for_upstream: str,
+    payload: AsyncIterator[bytes],
+    payload_hash: str,
     upstream: Upstream,
 ) -> tuple[int, Headers, bytes]:
     query = encode_query(req.query)
     async with upstream.open(
-        "PUT", req.upstream_path(), query, out_headers, body.stream(), sha_for_upstream
+        "PUT", req.upstream_path(), query, out_headers, payload, payload_hash
     ) as response:
         answer = await response.read()
         kept = [(n, v) for n, v in response.raw_headers if n.lower() not in NOT_RETURNED]
@@ -157,8 +111,10 @@ async def _adopt(
     await readthrough.adopt(obj, meta, spool.blocks(), generation)
 
 
-def _is_hex_sha256(value: str | None) -> bool:
-    return value is not None and len(value) == 64 and set(value) <= _HEX_SHA256
+def _declared_length(headers: Mapping[str, str]) -> int:
+    """The object's length if the client declared it, else -1 (then it is not cached)."""
+    text = headers.get("x-amz-decoded-content-length") or headers.get("content-length") or ""
+    return int(text) if text.isdigit() else -1
 
 
 def _header(headers: Headers, name: bytes) -> str | None:

@@ -70,6 +70,7 @@ def test_serve_receives_the_settings_from_flags(served: list[Settings]) -> None:
         workers=2,
         upstream_connect_timeout_s=1.5,
         log_level="debug",
+        auth="sigv4",  # not bound to loopback, so signatures are checked by default
     )
 
 

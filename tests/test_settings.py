@@ -242,7 +242,7 @@ EXPECTED_ENV_VARS = [
     "S3TIER_HOST", "S3TIER_PORT", "S3TIER_UPSTREAM", "S3TIER_REGION", "S3TIER_BASE_DOMAIN",
     "S3TIER_RAM_BYTES", "S3TIER_RAM_MAX_OBJECT", "S3TIER_DISK_DIR", "S3TIER_DISK_BYTES",
     "S3TIER_BLOCK_SIZE", "S3TIER_PUT_CACHE_MAX", "S3TIER_FRESHNESS",
-    "S3TIER_SERVE_STALE_ON_ERROR", "S3TIER_AUTH",
+    "S3TIER_SERVE_STALE_ON_ERROR", "S3TIER_AUTH", "S3TIER_CREDENTIALS_FILE",
     "S3TIER_WORKERS", "S3TIER_UPSTREAM_CONNECT_TIMEOUT", "S3TIER_UPSTREAM_READ_TIMEOUT",
     "S3TIER_LOG_LEVEL",
 ]  # fmt: skip
@@ -286,7 +286,8 @@ PRECEDENCE = [
                    FreshnessPolicy(Freshness("ttl", 9.0), (FreshnessRule("b", "", STRICT),))),
      ("strict", FreshnessPolicy(STRICT)), ("ttl:0.5", FreshnessPolicy(Freshness("ttl", 0.5)))),
     ("serve_stale_on_error", (True, True), ("no", False), (True, True)),
-    ("auth", ("none", "none"), ("None", "none"), ("NONE", "none")),
+    ("auth", ("none", "none"), ("SigV4", "sigv4"), ("NONE", "none")),
+    ("credentials_file", ("/a.yaml", "/a.yaml"), ("/b.json", "/b.json"), ("/c", "/c")),
     ("workers", (2, 2), ("3", 3), ("4", 4)),
     ("upstream_connect_timeout", (1, 1.0), ("2.5", 2.5), ("0.1", 0.1)),
     ("upstream_read_timeout", (10, 10.0), ("20", 20.0), ("60", 60.0)),
@@ -435,6 +436,13 @@ def test_redacted_is_json_with_every_field() -> None:
     }
 
 
+def test_auth_defaults_to_sigv4_unless_bound_to_loopback() -> None:
+    for host, auth in [("127.0.0.1", "none"), ("::1", "none"), ("localhost", "none"),
+                       ("0.0.0.0", "sigv4"), ("10.1.2.3", "sigv4"), ("proxy.internal", "sigv4")]:
+        assert Settings.from_sources({"host": host}, BASE_ENV).auth == auth, host
+    assert Settings.from_sources({"host": "0.0.0.0", "auth": "none"}, BASE_ENV).auth == "none"
+
+
 def test_example_yaml_parses_and_documents_every_key() -> None:
     document = yaml.safe_load(EXAMPLE_YAML.read_text(encoding="utf-8"))
     assert sorted(document) == sorted(SETTINGS_BY_NAME)
@@ -476,7 +484,8 @@ BAD_VALUES = [
     ("freshness", "forever", "is not a freshness"),
     ("freshness", "ttl:-1", "non-negative number of seconds"),
     ("serve_stale_on_error", "maybe", "is not a boolean"),
-    ("auth", "sigv4", "only 'none' exists for now"),
+    ("auth", "kerberos", "is not an auth mode"),
+    ("credentials_file", "   ", "is not a non-empty string"),
     ("workers", "0", "at least 1"),
     ("workers", "two", "is not a whole number"),
     ("upstream_connect_timeout", "0", "is not a positive number of seconds"),
