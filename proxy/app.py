@@ -90,12 +90,12 @@ async def handle(c: Components, scope: Scope, receive: Receive, send: Send) -> N
             await _replay(answer, req, headers, verified, receive, tracked, c)
     except S3Error as error:
         if not tracked.started:
-            await _error(tracked, error, method, resource, ids)
+            await _error(tracked, error, method, resource, ids, forward.has_body(headers))
     except (UpstreamUnavailable, UpstreamBroken) as exc:
         log.warning("upstream failure for %s %s: %s", method, resource, exc)
         if not tracked.started:
             unavailable = ServiceUnavailable(f"Upstream unavailable: {exc}")
-            await _error(tracked, unavailable, method, resource, ids)
+            await _error(tracked, unavailable, method, resource, ids, forward.has_body(headers))
 
 
 async def _route(
@@ -140,12 +140,17 @@ async def _replay(
     await respond(send, answer.status, out, b"" if req.method == "HEAD" else answer.body)
 
 
-async def _error(send: Send, error: S3Error, method: str, resource: str, ids: Headers) -> None:
+async def _error(
+    send: Send, error: S3Error, method: str, resource: str, ids: Headers, had_body: bool = False
+) -> None:
     request_id = ids[0][1].decode()
     body = render(error, resource, request_id, ids[1][1].decode())
     headers: Headers = [(b"content-type", b"application/xml"), *ids, *error.headers]
     # A HEAD error has no body, but its Content-Length is still the one GET would have had.
     headers.append((b"content-length", str(len(body)).encode()))
+    if had_body:
+        # The request body may be unread: the connection cannot carry another request.
+        headers.append((b"connection", b"close"))
     await respond(send, error.status, headers, b"" if method == "HEAD" else body)
 
 

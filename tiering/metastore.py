@@ -23,19 +23,15 @@ class MetaStore:
     def peek(self, obj: ObjectId) -> ObjectMeta | None:
         return self._ram.get(obj)
 
-    async def get(self, obj: ObjectId) -> tuple[ObjectMeta, bool] | None:
-        """The metadata and whether it came from RAM, or None."""
-        meta = self._ram.get(obj)
-        if meta is not None:
-            return meta, True
+    async def load(self, obj: ObjectId) -> ObjectMeta | None:
+        """The disk copy, now also kept in RAM; None when there is none."""
         if self._disk is None:
             return None
         data = await self._disk.get(_disk_key(obj))
         meta = meta_from_bytes(data) if data is not None else None
-        if meta is None:
-            return None
-        self._ram[obj] = meta
-        return meta, False
+        if meta is not None:
+            self._ram[obj] = meta
+        return meta
 
     def remember(self, obj: ObjectId, meta: ObjectMeta) -> None:
         """RAM only, synchronously, so waiters see it before any await."""

@@ -111,23 +111,39 @@ class ReadThrough:
         self, obj: ObjectId, first_block: int | None, want_checksums: bool
     ) -> Resolved:
         """Fresh metadata; `first_block` is the block a cold GET fetches with it (None: HEAD)."""
-        found = await self._metas.get(obj)
-        if found is None:
-            resolved = await self._join(
-                obj, "fill", lambda f: self._cold(obj, first_block, want_checksums, f)
-            )
+        meta = self._metas.peek(obj)
+        if meta is not None and self._fresh(obj, meta):
+            resolved = Resolved(meta, Source.RAM)
         else:
-            meta, in_ram = found
-            policy = self._freshness.for_key(obj.bucket, obj.key)
-            if is_fresh(policy, meta.validated_at, self._clock()):
-                resolved = Resolved(meta, Source.RAM if in_ram else Source.DISK)
-            else:
-                resolved = await self._join(
-                    obj, "fill", lambda f: self._revalidate(obj, meta, first_block, f)
-                )
+            # No await between the RAM check and joining: a flight that finishes meanwhile
+            # has already put its result in RAM, so nobody fetches the same thing twice.
+            resolved = await self._join(
+                obj, "fill", lambda f: self._fill(obj, meta, first_block, want_checksums, f)
+            )
         if want_checksums and resolved.meta.checksums is None:
             return await self._join(obj, "checksums", lambda f: self._checksums(obj, resolved, f))
         return resolved
+
+    def _fresh(self, obj: ObjectId, meta: ObjectMeta) -> bool:
+        policy = self._freshness.for_key(obj.bucket, obj.key)
+        return is_fresh(policy, meta.validated_at, self._clock())
+
+    async def _fill(
+        self,
+        obj: ObjectId,
+        meta: ObjectMeta | None,
+        first_block: int | None,
+        want_checksums: bool,
+        flight: Flight,
+    ) -> Resolved:
+        """Metadata that RAM could not give: from disk, by revalidation, or cold."""
+        if meta is None:
+            meta = await self._metas.load(obj)
+            if meta is not None and self._fresh(obj, meta):
+                return Resolved(meta, Source.DISK)
+        if meta is not None:
+            return await self._revalidate(obj, meta, first_block, flight)
+        return await self._cold(obj, first_block, want_checksums, flight)
 
     def generation(self, obj: ObjectId) -> int:
         return self._generations.get(obj, 0)
