@@ -128,3 +128,27 @@ def s3_client(endpoint: str, **config: object) -> object:
         aws_secret_access_key=CREDENTIALS["AWS_SECRET_ACCESS_KEY"],
         config=Config(retries={"max_attempts": 1, "mode": "standard"}, **config),  # type: ignore[arg-type]
     )
+
+
+class RepeatingFile:
+    """A file-like object of `count` copies of `chunk`, so the test holds only one chunk."""
+
+    def __init__(self, chunk: bytes, count: int) -> None:
+        self._chunk = chunk
+        self._left = count
+        self._pending = b""
+        self._size = len(chunk) * count
+
+    def __len__(self) -> int:
+        return self._size  # lets HTTP clients send Content-Length rather than chunks
+
+    def read(self, size: int = -1) -> bytes:
+        out = bytearray(self._pending)
+        while (size < 0 or len(out) < size) and self._left:
+            out += self._chunk
+            self._left -= 1
+        if size >= 0:
+            self._pending = bytes(out[size:])
+            return bytes(out[:size])
+        self._pending = b""
+        return bytes(out)

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.harness import S3TierServer, s3_client
+from tests.harness import RepeatingFile, S3TierServer, s3_client
 from tests.upstream_shim import UpstreamShim
 
 MiB = 1 << 20
@@ -436,7 +436,7 @@ def test_large_object_streams_with_bounded_server_memory(
     )
     size = 256 * MiB
     chunk = os.urandom(MiB)
-    direct.upload_fileobj(_Repeat(chunk, size // MiB), bucket, "huge")
+    direct.upload_fileobj(RepeatingFile(chunk, size // MiB), bucket, "huge")
     expected = hashlib.sha256(chunk * (size // MiB)).hexdigest()
     process = psutil.Process(server.pid)
     baseline = process.memory_info().rss
@@ -463,23 +463,3 @@ def test_large_object_streams_with_bounded_server_memory(
     # Eight blocks in flight at most (the read-ahead window plus the one being sent) and the
     # RAM tier's 16 MiB: far below the object's 256 MiB.
     assert peak - baseline < 120 * MiB, (baseline, peak)
-
-
-class _Repeat:
-    """A file-like object of `count` copies of `chunk`, so the test holds only one chunk."""
-
-    def __init__(self, chunk: bytes, count: int) -> None:
-        self._chunk = chunk
-        self._left = count
-        self._pending = b""
-
-    def read(self, size: int = -1) -> bytes:
-        out = bytearray(self._pending)
-        while (size < 0 or len(out) < size) and self._left:
-            out += self._chunk
-            self._left -= 1
-        if size >= 0:
-            self._pending = bytes(out[size:])
-            return bytes(out[:size])
-        self._pending = b""
-        return bytes(out)
