@@ -217,6 +217,22 @@ def _auth(raw: object) -> str:
     return raw.strip().lower()
 
 
+def _readahead_blocks(raw: object) -> int:
+    value = _whole(raw)
+    if not 1 <= value <= 1024:
+        raise ValueError(f"{raw!r} is outside 1..1024")
+    return value
+
+
+def _suffixes(raw: object) -> tuple[str, ...]:
+    items = raw if isinstance(raw, list) else str(raw).split(",")
+    suffixes = tuple(str(item).strip() for item in items if str(item).strip())
+    for suffix in suffixes:
+        if not suffix.startswith("."):
+            raise ValueError(f"{suffix!r} is not a file suffix such as .parquet")
+    return suffixes
+
+
 def _optional_path(raw: object) -> str | None:
     return None if raw is None or raw == "" else _text(raw)
 
@@ -342,6 +358,12 @@ SETTINGS: tuple[Setting, ...] = (
             "cache block size, 64KiB..64MiB", show=_show_size),
     Setting("put_cache_max", "put_cache_max_bytes", _size, "SIZE",
             "largest PUT body cached on the way through; 0 caches none", show=_show_size),
+    Setting("prefetch_bytes", "prefetch_bytes", _size, "SIZE",
+            "bytes prefetch may have in flight; 0 turns read-ahead off", show=_show_size),
+    Setting("readahead_max", "readahead_max_blocks", _readahead_blocks, "BLOCKS",
+            "largest read-ahead window of a sequential reader, in blocks"),
+    Setting("prefetch_footer", "prefetch_footer", _suffixes, "SUFFIXES",
+            "comma-separated file suffixes whose last block is fetched on first touch"),
     Setting("freshness", "freshness", freshness_policy, "MODE",
             "strict, immutable or ttl:SECONDS (per-bucket rules: YAML only)"),
     Setting("serve_stale_on_error", "serve_stale_on_error", _boolean, "BOOL",
@@ -385,6 +407,9 @@ class Settings:
     disk_bytes: int = 10 * GiB  # 0 disables the disk tier
     block_size_bytes: int = 1 * MiB
     put_cache_max_bytes: int = 64 * MiB
+    prefetch_bytes: int = 64 * MiB
+    readahead_max_blocks: int = 16
+    prefetch_footer: tuple[str, ...] = (".parquet",)
     freshness: FreshnessPolicy = FreshnessPolicy(DEFAULT_FRESHNESS)  # noqa: RUF009 - frozen
     serve_stale_on_error: bool = False
     auth: Literal["none", "sigv4"] = "none"  # from_sources: sigv4 unless host is loopback

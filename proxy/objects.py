@@ -25,7 +25,7 @@ from tiering.readthrough import ObjectChanged, ReadThrough, Resolved, Source
 from tiering.upstream import UpstreamBroken, UpstreamUnavailable
 
 log = logging.getLogger("s3tier.objects")
-READ_AHEAD_BLOCKS = 4
+READ_AHEAD_BLOCKS = 2  # per stream; read-ahead beyond it is the prefetcher's, within budget
 STATUS_BY_SOURCE = {Source.RAM: b"HIT-RAM", Source.DISK: b"HIT-DISK", Source.UPSTREAM: b"MISS"}
 # RFC 9110 §15.4.5: a 304 carries the validators and caching headers a 200 would have had.
 NOT_MODIFIED_HEADERS = frozenset({b"etag", b"last-modified", b"cache-control", b"expires"})
@@ -82,8 +82,10 @@ async def _serve_once(
     piece = slice_block(data, indices[0], rt.block_size, start_at, end_at)
     if len(indices) == 1:
         await chunk(send, piece, more=False)
+        rt.note_read(obj, meta, start_at, end_at)
         return
     await chunk(send, piece)
+    rt.note_read(obj, meta, start_at, (indices[0] + 1) * rt.block_size - 1)
     await stream_rest(rt, obj, meta, indices[1:], start_at, end_at, receive, send)
 
 
@@ -180,6 +182,8 @@ async def stream_rest(
                 return
             piece = slice_block(data, index, rt.block_size, start_at, end_at)
             await chunk(send, piece, more=index != indices[-1])
+            first = max(index * rt.block_size, start_at)
+            rt.note_read(obj, meta, first, min((index + 1) * rt.block_size - 1, end_at))
     except (ObjectChanged, UpstreamBroken, UpstreamUnavailable) as exc:
         # Returning without the last body message makes the server close the connection, so
         # the client sees a short read instead of a 200 that looks complete.

@@ -28,7 +28,8 @@ from proxy.embedded import EMBEDDED_CREDENTIALS, EmbeddedS3
 from tiering.disk import DiskTier
 from tiering.metastore import MetaStore
 from tiering.ram import RamTier
-from tiering.readthrough import ReadThrough
+from tiering.readahead import ReadAheadConfig
+from tiering.readthrough import PrefetchConfig, ReadThrough
 from tiering.signing import Signer
 from tiering.upstream import Upstream, new_session
 
@@ -81,6 +82,11 @@ class S3Tier:
             ram_max_object_bytes=s.ram_max_object_bytes,
             freshness=s.freshness,
             serve_stale_on_error=s.serve_stale_on_error,
+            prefetch=PrefetchConfig(
+                ReadAheadConfig(max_window=s.readahead_max_blocks),
+                s.prefetch_bytes,
+                s.prefetch_footer,
+            ),
         )
         spool_dir = os.path.join(s.disk_dir, "spool") if self._disk is not None else None
         return Components(

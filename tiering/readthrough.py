@@ -28,7 +28,9 @@ from tiering.blocks import BlockKey, ObjectId, expected_length
 from tiering.freshness import FreshnessPolicy, is_fresh
 from tiering.meta import ObjectMeta, content_range_total
 from tiering.metastore import MetaStore
+from tiering.prefetch import Prefetcher
 from tiering.ram import RamTier
+from tiering.readahead import Budget, ReadAhead, ReadAheadConfig
 from tiering.tier import Tier
 from tiering.upstream import Answer, Upstream, UpstreamBroken, UpstreamUnavailable
 
@@ -65,6 +67,16 @@ class Flight:
     task: asyncio.Task[Resolved] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class PrefetchConfig:
+    """Read-ahead windows, the bytes prefetch may have in flight, and the file suffixes whose
+    footer is fetched on first touch."""
+
+    readahead: ReadAheadConfig = ReadAheadConfig()  # noqa: RUF009 - frozen
+    budget_bytes: int = 64 << 20
+    footer_suffixes: tuple[str, ...] = (".parquet",)
+
+
 @dataclass(slots=True)
 class Counters:
     upstream_requests: int = 0
@@ -87,6 +99,7 @@ class ReadThrough:
         ram_max_object_bytes: int,
         freshness: FreshnessPolicy,
         serve_stale_on_error: bool,
+        prefetch: PrefetchConfig = PrefetchConfig(),
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._ram = ram
@@ -104,6 +117,15 @@ class ReadThrough:
         self._loads: dict[BlockKey, asyncio.Future[tuple[bytes, Source]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.counters = Counters()
+        self.prefetcher = Prefetcher(
+            ReadAhead(prefetch.readahead),
+            Budget(prefetch.budget_bytes),
+            block_size,
+            prefetch.footer_suffixes,
+            cached=lambda key: self._ram.peek(key) is not None or key in self._loads,
+            load=self.block,
+            spawn=self._spawn,
+        )
 
     # -- metadata ---------------------------------------------------------------------------
 
@@ -261,6 +283,7 @@ class ReadThrough:
             meta = await self._merge_checksums(meta, head)
         self._remember(obj, meta, flight)
         self._publish(BlockKey(obj.bucket, obj.key, meta.etag, index), answer.body, meta)
+        self.prefetcher.on_cold(obj, meta)
         return Resolved(meta, Source.UPSTREAM, first=(index, answer.body))
 
     async def _from_head(
@@ -316,10 +339,20 @@ class ReadThrough:
 
     def cached_block(self, obj: ObjectId, meta: ObjectMeta, index: int) -> bytes | None:
         """The block if RAM has it, without awaiting: the hot path for small objects."""
-        return self._ram.peek(BlockKey(obj.bucket, obj.key, meta.etag, index))
+        key = BlockKey(obj.bucket, obj.key, meta.etag, index)
+        data = self._ram.peek(key)
+        if data is not None:
+            self.prefetcher.served(key)
+        return data
+
+    def note_read(self, obj: ObjectId, meta: ObjectMeta, start: int, end: int) -> None:
+        """A client has been sent bytes start..end: read-ahead learns from it."""
+        if meta.size > self.block_size:
+            self.prefetcher.on_read(obj, meta, start, end)
 
     async def block(self, obj: ObjectId, meta: ObjectMeta, index: int) -> tuple[bytes, Source]:
         key = BlockKey(obj.bucket, obj.key, meta.etag, index)
+        self.prefetcher.served(key)
         data = self._ram.peek(key)
         if data is not None:
             return data, Source.RAM

@@ -1,0 +1,103 @@
+"""Prefetch: blocks loaded into the cache before a client asks, within a global byte budget.
+
+Prefetch is background work and yields to clients: when the budget is spent a prefetch is
+skipped, never queued, while client misses are never held back by it. A prefetched block that
+a client then reads counts as used; one that leaves the tracking window unread counts as wasted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from cachetools import LRUCache
+
+from tiering.blocks import BlockKey, ObjectId, expected_length
+from tiering.meta import ObjectMeta
+from tiering.readahead import Budget, ReadAhead, footer_block
+
+log = logging.getLogger("s3tier.prefetch")
+
+
+@dataclass(slots=True)
+class PrefetchStats:
+    issued_bytes: int = 0
+    used_bytes: int = 0
+    wasted_bytes: int = 0
+    skipped: int = 0  # wanted, but the budget was spent
+
+
+class _Tracked(LRUCache[BlockKey, int]):
+    """Prefetched blocks not yet read; one pushed out unread is waste."""
+
+    def __init__(self, maxsize: int, stats: PrefetchStats) -> None:
+        super().__init__(maxsize)
+        self._stats = stats
+
+    def popitem(self) -> tuple[BlockKey, int]:
+        key, size = super().popitem()
+        self._stats.wasted_bytes += size
+        return key, size
+
+
+class Prefetcher:
+    """Turns read-ahead decisions into background block loads."""
+
+    def __init__(
+        self,
+        readahead: ReadAhead,
+        budget: Budget,
+        block_size: int,
+        footer_suffixes: tuple[str, ...],
+        cached: Callable[[BlockKey], bool],
+        load: Callable[[ObjectId, ObjectMeta, int], Awaitable[object]],
+        spawn: Callable[[Coroutine[Any, Any, Any]], object],
+    ) -> None:
+        self._readahead = readahead
+        self._budget = budget
+        self._block_size = block_size
+        self._footer_suffixes = footer_suffixes
+        self._cached = cached
+        self._load = load
+        self._spawn = spawn
+        self.stats = PrefetchStats()
+        self._tracked = _Tracked(4096, self.stats)
+
+    def on_read(self, obj: ObjectId, meta: ObjectMeta, start: int, end: int) -> None:
+        """A client read bytes start..end; prefetch what a sequential reader wants next."""
+        for index in self._readahead.on_read(obj, start, end, meta.size, self._block_size):
+            self._issue(obj, meta, index)
+
+    def on_cold(self, obj: ObjectId, meta: ObjectMeta) -> None:
+        """First touch of an object: columnar readers go to its footer first."""
+        index = footer_block(obj.key, meta.size, self._block_size, self._footer_suffixes)
+        if index is not None:
+            self._issue(obj, meta, index)
+
+    def served(self, key: BlockKey) -> None:
+        """A client received this block: if it was prefetched, the prefetch paid off."""
+        size = self._tracked.pop(key, None)
+        if size is not None:
+            self.stats.used_bytes += size
+
+    def _issue(self, obj: ObjectId, meta: ObjectMeta, index: int) -> None:
+        key = BlockKey(obj.bucket, obj.key, meta.etag, index)
+        if key in self._tracked or self._cached(key):
+            return
+        size = expected_length(index, self._block_size, meta.size)
+        if not self._budget.take(size):
+            self.stats.skipped += 1
+            return
+        self.stats.issued_bytes += size
+        self._tracked[key] = size
+        self._spawn(self._fetch(obj, meta, index, size))
+
+    async def _fetch(self, obj: ObjectId, meta: ObjectMeta, index: int, size: int) -> None:
+        try:
+            await self._load(obj, meta, index)
+        except Exception as exc:  # prefetch is best effort: a later read will try again
+            log.debug("prefetch of %s/%s block %d failed: %s", obj.bucket, obj.key, index, exc)
+        finally:
+            self._budget.give_back(size)
