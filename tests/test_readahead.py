@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tiering.readahead import Budget, ReadAhead, ReadAheadConfig, footer_block
+from tiering.readahead import Budget, ReadAhead, ReadAheadConfig, footer_blocks
 
 B = 100
 SIZE = 100 * B  # 100 blocks
@@ -35,7 +35,7 @@ def test_a_random_jump_collapses_the_window() -> None:
     assert ahead.window("o") == 0
 
 
-@pytest.mark.parametrize("gap", [0, 1, 50])
+@pytest.mark.parametrize("gap", [0, 1, 99])
 def test_small_gaps_inside_the_next_block_still_count_as_sequential(gap: int) -> None:
     ahead = ReadAhead()
     reads(ahead, [(0, 99)])
@@ -46,6 +46,12 @@ def test_the_window_never_passes_the_end_of_the_object() -> None:
     ahead = ReadAhead(ReadAheadConfig(min_window=4, max_window=64))
     got = reads(ahead, [(9500, 9599), (9600, 9699)])
     assert got == [[], [97, 98, 99]]
+
+
+def test_a_read_behind_the_previous_end_is_not_sequential() -> None:
+    ahead = ReadAhead()
+    reads(ahead, [(0, 149)])
+    assert reads(ahead, [(120, 199)]) == [[]]
 
 
 def test_objects_are_tracked_separately() -> None:
@@ -67,12 +73,15 @@ def test_prefetch_is_always_beyond_the_read_and_inside_the_object(
 
 
 @pytest.mark.parametrize(
-    ("key", "size", "block"),
-    [("t/x.parquet", 1000, 9), ("t/x.parquet", 100, None), ("t/x.csv", 1000, None),
-     ("x.parquet", 1001, 10)],
+    ("key", "size", "block_size", "blocks"),
+    [("t/x.parquet", 10 << 20, 1 << 20, [9]), ("t/x.parquet", (10 << 20) + 5, 1 << 20, [9, 10]),
+     ("t/x.parquet", 100, 1 << 20, []), ("t/x.csv", 10 << 20, 1 << 20, []),
+     ("x.parquet", 1 << 20, 16 << 10, [60, 61, 62, 63])],
 )  # fmt: skip
-def test_columnar_files_get_their_footer_block(key: str, size: int, block: int | None) -> None:
-    assert footer_block(key, size, B, (".parquet",)) == block
+def test_columnar_files_get_the_blocks_of_their_last_64_kib(
+    key: str, size: int, block_size: int, blocks: list[int]
+) -> None:
+    assert list(footer_blocks(key, size, block_size, (".parquet",))) == blocks
 
 
 def test_the_budget_refuses_rather_than_overcommits() -> None:

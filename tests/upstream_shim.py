@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -29,6 +30,8 @@ class Recorded:
     headers: dict[str, str]
     status: int = 0
     body_bytes: int = 0
+    started: float = 0.0
+    finished: float = 0.0
 
 
 @dataclass
@@ -103,6 +106,13 @@ class UpstreamShim:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         record = Recorded(request.method, request.raw_path, dict(request.headers))
+        record.started = time.monotonic()
+        try:
+            return await self._forward(request, record)
+        finally:
+            record.finished = time.monotonic()
+
+    async def _forward(self, request: web.Request, record: Recorded) -> web.StreamResponse:
         self.requests.append(record)
         fault = next((f for f in self.faults if not f.used and f.matches(record)), None)
         if fault is not None:

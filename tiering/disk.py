@@ -3,6 +3,11 @@
 Every diskcache call is synchronous SQLite and file I/O, so each runs on a small thread pool,
 never on the event loop. Values of 32 KiB and more are files with random names that diskcache
 chooses: object keys never become paths. Any error is a logged miss, never a failed request.
+
+Admission and eviction follow a byte-aware policy (W-TinyLFU) over most of the capacity; the
+policy lives in memory and runs on the loop. diskcache's own LRU culling at the full capacity
+is the hard bound behind it, and what reclaims blocks the policy has not met since a restart:
+rather than scanning the folder at start-up, the policy learns resident blocks as they are hit.
 """
 
 from __future__ import annotations
@@ -15,6 +20,8 @@ from typing import Any
 
 import diskcache
 
+from tiering.policy import Policy, TinyLFUPolicy
+
 log = logging.getLogger("s3tier.disk")
 
 
@@ -23,7 +30,19 @@ class DiskTier:
 
     name = "disk"
 
-    def __init__(self, directory: str, max_bytes: int, threads: int = 4) -> None:
+    def __init__(
+        self,
+        directory: str,
+        max_bytes: int,
+        threads: int = 4,
+        policy: Policy | None = None,
+        policy_share: float = 0.9,
+    ) -> None:
+        self._policy = (
+            policy if policy is not None else TinyLFUPolicy(int(max_bytes * policy_share))
+        )
+        self.admissions = 0
+        self.evictions = 0
         self._cache = diskcache.Cache(
             directory,
             size_limit=max_bytes,
@@ -36,12 +55,37 @@ class DiskTier:
 
     async def get(self, key: Hashable) -> bytes | None:
         value = await self._run(self._cache.get, key)
-        return value if isinstance(value, bytes) else None
+        data = value if isinstance(value, bytes) else None
+        if data is not None and key not in self._policy:
+            self._policy.admit(key, len(data), 0.0)  # resident from before a restart
+        self._policy.access(key, len(data) if data is not None else 0, 0.0)
+        return data
 
     async def put(self, key: Hashable, value: bytes) -> bool:
+        evicted = self._policy.admit(key, len(value), 0.0)
+        for gone in evicted:
+            if gone != key:
+                self.evictions += 1
+                await self._run(self._cache.delete, gone)
+        if key in evicted:
+            return False
+        self.admissions += 1
         return bool(await self._run(self._cache.set, key, value))
 
+    # Small records (object metadata) are kept outside the block policy: they are tiny, and
+    # losing one costs a round trip, not a transfer.
+    async def get_record(self, key: Hashable) -> bytes | None:
+        value = await self._run(self._cache.get, key)
+        return value if isinstance(value, bytes) else None
+
+    async def put_record(self, key: Hashable, value: bytes) -> bool:
+        return bool(await self._run(self._cache.set, key, value))
+
+    async def delete_record(self, key: Hashable) -> None:
+        await self._run(self._cache.delete, key)
+
     async def delete(self, key: Hashable) -> None:
+        self._policy.remove(key)
         await self._run(self._cache.delete, key)
 
     async def _run(self, fn: Any, *args: Any) -> Any:

@@ -9,14 +9,14 @@ from __future__ import annotations
 from cachetools import LRUCache
 
 from tiering.blocks import ObjectId
+from tiering.disk import DiskTier
 from tiering.meta import ObjectMeta, meta_from_bytes, meta_to_bytes
-from tiering.tier import Tier
 
 
 class MetaStore:
     """ObjectId -> ObjectMeta, in RAM first and on disk when there is a disk tier."""
 
-    def __init__(self, disk: Tier | None, max_entries: int = 200_000) -> None:
+    def __init__(self, disk: DiskTier | None, max_entries: int = 200_000) -> None:
         self._ram: LRUCache[ObjectId, ObjectMeta] = LRUCache(maxsize=max_entries)
         self._disk = disk
 
@@ -27,7 +27,7 @@ class MetaStore:
         """The disk copy, now also kept in RAM; None when there is none."""
         if self._disk is None:
             return None
-        data = await self._disk.get(_disk_key(obj))
+        data = await self._disk.get_record(_disk_key(obj))
         meta = meta_from_bytes(data) if data is not None else None
         if meta is not None:
             self._ram[obj] = meta
@@ -39,12 +39,12 @@ class MetaStore:
 
     async def persist(self, obj: ObjectId, meta: ObjectMeta) -> None:
         if self._disk is not None:
-            await self._disk.put(_disk_key(obj), meta_to_bytes(meta))
+            await self._disk.put_record(_disk_key(obj), meta_to_bytes(meta))
 
     async def drop(self, obj: ObjectId) -> None:
         self._ram.pop(obj, None)
         if self._disk is not None:
-            await self._disk.delete(_disk_key(obj))
+            await self._disk.delete_record(_disk_key(obj))
 
 
 def _disk_key(obj: ObjectId) -> tuple[str, str, str]:

@@ -16,7 +16,7 @@ from cachetools import LRUCache
 
 from tiering.blocks import BlockKey, ObjectId, expected_length
 from tiering.meta import ObjectMeta
-from tiering.readahead import Budget, ReadAhead, footer_block
+from tiering.readahead import Budget, ReadAhead, footer_blocks
 
 log = logging.getLogger("s3tier.prefetch")
 
@@ -72,8 +72,7 @@ class Prefetcher:
 
     def on_cold(self, obj: ObjectId, meta: ObjectMeta) -> None:
         """First touch of an object: columnar readers go to its footer first."""
-        index = footer_block(obj.key, meta.size, self._block_size, self._footer_suffixes)
-        if index is not None:
+        for index in footer_blocks(obj.key, meta.size, self._block_size, self._footer_suffixes):
             self._issue(obj, meta, index)
 
     def served(self, key: BlockKey) -> None:

@@ -1,10 +1,15 @@
-"""The RAM tier: a byte-bounded LRU on the event loop (no lock: only the loop touches it)."""
+"""The RAM tier: blocks in process memory, admitted and evicted by a byte-aware policy.
+
+Only the event loop touches it, so it needs no lock. The policy (W-TinyLFU by default) decides;
+this class stores. Requests that miss are told to the policy too, because admission compares
+how often a newcomer was asked for with how often its would-be victims were.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Hashable
 
-from cachetools import LRUCache
+from tiering.policy import Policy, TinyLFUPolicy
 
 
 class RamTier:
@@ -12,33 +17,49 @@ class RamTier:
 
     name = "ram"
 
-    def __init__(self, max_bytes: int) -> None:
-        self._lru: LRUCache[Hashable, bytes] = LRUCache(maxsize=max_bytes, getsizeof=len)
+    def __init__(self, max_bytes: int, policy: Policy | None = None) -> None:
+        self._policy = policy if policy is not None else TinyLFUPolicy(max_bytes)
+        self._data: dict[Hashable, bytes] = {}
+        self.admissions = 0
+        self.evictions = 0
 
     def peek(self, key: Hashable) -> bytes | None:
-        """Synchronous lookup for the hot path, where an await would be pure overhead."""
-        return self._lru.get(key)
+        """A lookup that counts as a request; synchronous, for the hot path."""
+        data = self._data.get(key)
+        self._policy.access(key, len(data) if data is not None else 0, 0.0)
+        return data
+
+    def contains(self, key: Hashable) -> bool:
+        """Whether the key is resident, without counting as a request (for prefetch checks)."""
+        return key in self._data
 
     async def get(self, key: Hashable) -> bytes | None:
-        return self._lru.get(key)
+        return self.peek(key)
 
     async def put(self, key: Hashable, value: bytes) -> bool:
         return self.store(key, value)
 
     def store(self, key: Hashable, value: bytes) -> bool:
-        try:
-            self._lru[key] = value
-        except ValueError:
-            # cachetools' way of saying the value is larger than the whole cache: not admitted.
-            return False
-        return True
+        """Offer a block; False when the policy did not admit it."""
+        if key in self._data:
+            return True
+        evicted = self._policy.admit(key, len(value), 0.0)
+        admitted = key not in evicted
+        if admitted:
+            self._data[key] = value
+            self.admissions += 1
+        for gone in evicted:
+            if self._data.pop(gone, None) is not None:
+                self.evictions += 1
+        return admitted
 
     async def delete(self, key: Hashable) -> None:
-        self._lru.pop(key, None)
+        self._policy.remove(key)
+        self._data.pop(key, None)
 
     @property
     def used_bytes(self) -> int:
-        return int(self._lru.currsize)
+        return int(self._policy.used_bytes)
 
     def __len__(self) -> int:
-        return len(self._lru)
+        return len(self._data)

@@ -63,16 +63,20 @@ class ReadAhead:
 
 
 def _continues(expected: int, start: int, block_size: int) -> bool:
-    """Whether a read at `start` continues one that ended just before `expected`: at the very
-    next byte, or anywhere in the same or the following block (readers skip small gaps)."""
-    return expected // block_size <= start // block_size <= expected // block_size + 1
+    """Whether a read at `start` continues one that ended just before `expected`: at that byte
+    or a little after (readers skip small gaps), but never behind it."""
+    return expected <= start < expected + block_size
 
 
-def footer_block(key: str, size: int, block_size: int, suffixes: tuple[str, ...]) -> int | None:
-    """The last block of a columnar file, which its readers always read first, or None."""
+FOOTER_TAIL_BYTES = 64 << 10  # what Parquet readers fetch first (pyarrow's footer read size)
+
+
+def footer_blocks(key: str, size: int, block_size: int, suffixes: tuple[str, ...]) -> range:
+    """The blocks holding a columnar file's last 64 KiB, which its readers read first."""
     if size <= block_size or not key.endswith(suffixes):
-        return None
-    return (size - 1) // block_size
+        return range(0)
+    first = max(size - FOOTER_TAIL_BYTES, 0) // block_size
+    return range(first, (size - 1) // block_size + 1)
 
 
 class Budget:

@@ -122,8 +122,8 @@ class ReadThrough:
             Budget(prefetch.budget_bytes),
             block_size,
             prefetch.footer_suffixes,
-            cached=lambda key: self._ram.peek(key) is not None or key in self._loads,
-            load=self.block,
+            cached=lambda key: self._ram.contains(key) or key in self._loads,
+            load=self._prefetch_block,
             spawn=self._spawn,
         )
 
@@ -353,6 +353,12 @@ class ReadThrough:
     async def block(self, obj: ObjectId, meta: ObjectMeta, index: int) -> tuple[bytes, Source]:
         key = BlockKey(obj.bucket, obj.key, meta.etag, index)
         self.prefetcher.served(key)
+        return await self._block(obj, meta, key)
+
+    async def _prefetch_block(self, obj: ObjectId, meta: ObjectMeta, index: int) -> None:
+        await self._block(obj, meta, BlockKey(obj.bucket, obj.key, meta.etag, index))
+
+    async def _block(self, obj: ObjectId, meta: ObjectMeta, key: BlockKey) -> tuple[bytes, Source]:
         data = self._ram.peek(key)
         if data is not None:
             return data, Source.RAM
