@@ -274,6 +274,10 @@ def _show_auth(value: object) -> str:
     return "none on a loopback address, else sigv4"
 
 
+def _show_token(value: object) -> str:
+    return "unset: the admin surface is closed under sigv4"
+
+
 def _show_credentials(value: object) -> str:
     return "the proxy's own upstream credentials"
 
@@ -373,6 +377,8 @@ SETTINGS: tuple[Setting, ...] = (
             "client authentication: none, or sigv4 (verify signatures)", show=_show_auth),
     Setting("credentials_file", "credentials_file", _optional_path, "PATH",
             "YAML/JSON list of client keys and grants for sigv4", show=_show_credentials),
+    Setting("admin_token", "admin_token", _optional_path, "TOKEN",
+            "bearer token for the admin surface under --auth sigv4", show=_show_token),
     Setting("workers", "workers", _workers, "N", "server worker processes"),
     Setting("upstream_connect_timeout", "upstream_connect_timeout_s", _seconds, "SECONDS",
             "timeout for connecting to the upstream"),
@@ -386,7 +392,7 @@ SETTINGS_BY_NAME: Mapping[str, Setting] = {row.name: row for row in SETTINGS}
 # --- the settings value ------------------------------------------------------------------------
 
 # Fields whose values redacted() masks; none exist until upstream credentials become settings.
-_SECRET_FIELDS: frozenset[str] = frozenset()
+_SECRET_FIELDS: frozenset[str] = frozenset({"admin_token"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -414,6 +420,7 @@ class Settings:
     serve_stale_on_error: bool = False
     auth: Literal["none", "sigv4"] = "none"  # from_sources: sigv4 unless host is loopback
     credentials_file: str | None = None  # None: the proxy's own upstream credentials
+    admin_token: str | None = None
     workers: int = 1
     upstream_connect_timeout_s: float = 5.0
     upstream_read_timeout_s: float = 30.0
@@ -444,7 +451,10 @@ class Settings:
         """A JSON-able view for the start-up log line, with any secret fields masked."""
         view = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         view["freshness"] = self.freshness.to_json()
-        return {name: "***" if name in _SECRET_FIELDS else value for name, value in view.items()}
+        return {
+            name: "***" if name in _SECRET_FIELDS and value else value
+            for name, value in view.items()
+        }
 
 
 _DEFAULTS = Settings()

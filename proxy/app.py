@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from proxy import forward, objects, uploads
 from proxy.access import authorize
-from proxy.asgi import Headers, Message, Receive, Scope, Send, header_map, respond
+from proxy.asgi import ASGIApp, Headers, Message, Receive, Scope, Send, header_map, respond
 from proxy.auth import Keyring, Verified, verify
 from proxy.errors import (
     S3Error,
@@ -42,6 +42,7 @@ class Components:
     put_cache_max_bytes: int = 0
     keyring: Keyring | None = None  # None: --auth none, requests are not verified
     region: str = "us-east-1"
+    admin: ASGIApp | None = None  # the FastAPI app under /_s3tier/
 
 
 class Tracked:
@@ -63,7 +64,10 @@ class Tracked:
 async def handle(c: Components, scope: Scope, receive: Receive, send: Send) -> None:
     raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
     if raw_path.startswith(ADMIN_PREFIX):
-        await _admin(raw_path, send)
+        if raw_path == ADMIN_PREFIX + b"healthz" or c.admin is None:
+            await _admin(raw_path, send)  # the liveness probe stays on the lean path
+        else:
+            await c.admin(scope, receive, send)
         return
     method: str = scope["method"]
     ids: Headers = [

@@ -105,7 +105,50 @@ def _serve(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
     return 0
 
 
-# Later subcommands (warm, simulate) join this table; each takes the same settings flags.
+def _warm_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("target", metavar="s3://BUCKET/PREFIX", help="what to pull into the cache")
+    parser.add_argument(
+        "--tier",
+        choices=("ram", "disk"),
+        default="disk",
+        help="disk, or RAM as well where objects fit (default disk)",
+    )
+    parser.add_argument("--concurrency", type=int, default=4, help="objects at once (default 4)")
+    parser.add_argument(
+        "--endpoint",
+        default="http://127.0.0.1:8080",
+        help="the running s3tier (default http://127.0.0.1:8080)",
+    )
+    parser.add_argument("--token", default=None,
+                        help="admin token under --auth sigv4 [env S3TIER_ADMIN_TOKEN]")  # fmt: skip
+
+
+def _warm(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from proxy.warmcli import warm
+
+    token = args.token or environ.get("S3TIER_ADMIN_TOKEN")
+    try:
+        return warm(args.endpoint, args.target, args.tier, args.concurrency, token)
+    except (ValueError, RuntimeError, OSError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
+    from tiering import simulate
+
+    simulate.add_arguments(parser)
+
+
+def _simulate(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from tiering import simulate
+
+    return simulate.run(args)
+
+
 COMMANDS: tuple[Command, ...] = (
     Command("serve", "Run the caching proxy.", add_settings_arguments, _serve),
-)
+    Command("warm", "Pull a prefix into a running proxy's cache.", _warm_arguments, _warm),
+    Command("simulate", "Replay workloads through the cache policies.", _simulate_arguments,
+            _simulate),
+)  # fmt: skip

@@ -21,17 +21,20 @@ import yaml
 from botocore.credentials import Credentials
 
 from config.settings import Settings, is_loopback
+from proxy.admin import AdminAccess, build_admin
 from proxy.app import Components, handle
 from proxy.asgi import Receive, Scope, Send
 from proxy.auth import Keyring, Principal
 from proxy.embedded import EMBEDDED_CREDENTIALS, EmbeddedS3
 from tiering.disk import DiskTier
+from tiering.listing import list_prefix
 from tiering.metastore import MetaStore
 from tiering.ram import RamTier
 from tiering.readahead import ReadAheadConfig
 from tiering.readthrough import PrefetchConfig, ReadThrough
 from tiering.signing import Signer
 from tiering.upstream import Upstream, new_session
+from tiering.warmup import WarmJobs
 
 log = logging.getLogger("s3tier")
 SETTINGS_ENV = "S3TIER_INTERNAL_SETTINGS"  # hands settings to worker processes
@@ -89,6 +92,8 @@ class S3Tier:
             ),
         )
         spool_dir = os.path.join(s.disk_dir, "spool") if self._disk is not None else None
+        self._jobs = WarmJobs(lambda b, p: list_prefix(upstream, b, p), readthrough.warm)
+        access = AdminAccess(required=s.auth == "sigv4", token=s.admin_token)
         return Components(
             readthrough,
             upstream,
@@ -97,10 +102,12 @@ class S3Tier:
             s.put_cache_max_bytes,
             self._keyring,
             s.region,
+            build_admin(self._jobs, access),
         )
 
     async def _close(self) -> None:
         if self._components is not None:
+            await self._jobs.close()
             await self._components.readthrough.close()
             await self._session.close()
         if self._disk is not None:

@@ -24,7 +24,7 @@ from typing import Any
 from cachetools import LRUCache
 
 from proxy.errors import UpstreamAnswer
-from tiering.blocks import BlockKey, ObjectId, expected_length
+from tiering.blocks import BlockKey, ObjectId, block_count, expected_length
 from tiering.freshness import FreshnessPolicy, is_fresh
 from tiering.meta import ObjectMeta, content_range_total
 from tiering.metastore import MetaStore
@@ -385,13 +385,9 @@ class ReadThrough:
                 load.set_result((data, Source.DISK))
                 self._admit_ram(key, data, meta)
                 return
-            answer = await self._get_block(obj, key.index, meta.etag, {})
-            if answer.status == 412:
-                raise ObjectChanged(f"{obj.bucket}/{obj.key} changed during the read")
-            if answer.status not in (200, 206) or len(answer.body) != want:
-                raise UpstreamBroken(f"block {key.index}: status {answer.status}")
-            load.set_result((answer.body, Source.UPSTREAM))
-            await self._store(key, answer.body, meta)
+            data = await self._fetch_block(obj, meta, key)
+            load.set_result((data, Source.UPSTREAM))
+            await self._store(key, data, meta)
         except BaseException as exc:
             if not load.done():
                 load.set_exception(exc)
@@ -401,6 +397,30 @@ class ReadThrough:
         finally:
             if self._loads.get(key) is load:
                 del self._loads[key]
+
+    async def _fetch_block(self, obj: ObjectId, meta: ObjectMeta, key: BlockKey) -> bytes:
+        """One block of this version from the upstream, whole, or an exception."""
+        answer = await self._get_block(obj, key.index, meta.etag, {})
+        if answer.status == 412:
+            raise ObjectChanged(f"{obj.bucket}/{obj.key} changed during the read")
+        want = expected_length(key.index, self.block_size, meta.size)
+        if answer.status not in (200, 206) or len(answer.body) != want:
+            raise UpstreamBroken(f"block {key.index}: status {answer.status}")
+        return answer.body
+
+    async def warm(self, obj: ObjectId, into_ram: bool) -> int:
+        """Pull every block of an object into the cache (RAM too if asked and it fits), one
+        block at a time; returns the object's size."""
+        meta = (await self.resolve(obj, 0, False)).meta
+        for index in range(block_count(meta.size, self.block_size)):
+            key = BlockKey(obj.bucket, obj.key, meta.etag, index)
+            if self._ram.contains(key):
+                continue
+            if into_ram or self._disk is None:
+                await self._block(obj, meta, key)
+            elif await self._disk.get(key) is None:
+                await self._disk.put(key, await self._fetch_block(obj, meta, key))
+        return meta.size
 
     def _publish(self, key: BlockKey, data: bytes, meta: ObjectMeta) -> None:
         """Make a block fetched with metadata visible at once, before any await: to RAM, and

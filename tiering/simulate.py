@@ -315,22 +315,17 @@ def csv_text(rows: Iterable[Row]) -> str:
     return out.getvalue()
 
 
-def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m tiering.simulate",
-        description="Hit ratios of s3tier's policy, LRU and an offline bound (docs/policy.md).",
-    )
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The simulator's options; `s3tier simulate` declares the same ones."""
     parser.add_argument("--seed", type=int, default=1, help="generator seed (default 1)")
     parser.add_argument("--objects", type=int, default=20_000, help="distinct keys per workload")
     parser.add_argument("--requests", type=int, default=200_000, help="requests per workload")
     parser.add_argument("--quick", action="store_true", help="2,000 objects, 20,000 requests")
     parser.add_argument("--trace", metavar="FILE", help="replay this trace instead")
     parser.add_argument("--format", choices=("markdown", "csv"), default="markdown")
-    return parser.parse_args(argv)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _arguments(argv)
+def run(args: argparse.Namespace) -> int:
     if args.trace:
         with open(args.trace, encoding="utf-8") as lines:
             rows = simulate(parse_trace(os.path.basename(args.trace), lines))
@@ -340,6 +335,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = run_synthetic(args.objects, args.requests, args.seed)
     sys.stdout.write(markdown(rows) if args.format == "markdown" else csv_text(rows))
     return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m tiering.simulate",
+        description="Hit ratios of s3tier's policy, LRU and an offline bound (docs/policy.md).",
+    )
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
