@@ -1,0 +1,496 @@
+"""Specification of the deployment files: the Dockerfile, the Helm chart and its dashboard.
+
+No Docker engine or helm binary runs here, so these tests read the files and check them against
+the project: the entry point, port, disk directory and settings the code declares, the values the
+chart's templates use, and the metric names the proxy exports (``METRICS`` below is that
+contract, shared with the metrics module).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import tomllib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from config.settings import CONFIG_ENV_VAR, CONFIG_FLAG, SETTINGS, SETTINGS_BY_NAME, Settings
+from proxy.cli import COMMANDS
+
+REPO = Path(__file__).resolve().parent.parent
+DOCKERFILE = REPO / "Dockerfile"
+DOCKERIGNORE = REPO / ".dockerignore"
+CHART = REPO / "helm" / "s3tier"
+TEMPLATES = CHART / "templates"
+DASHBOARD = CHART / "dashboards" / "s3tier.json"
+SIDECAR_POD = CHART / "examples" / "sidecar-pod.yaml"
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
+
+# The Prometheus metrics s3tier exports: the dashboard may use these and no others.
+METRICS = frozenset({
+    "s3tier_requests_total",
+    "s3tier_cache_results_total",
+    "s3tier_served_bytes_total",
+    "s3tier_upstream_requests_total",
+    "s3tier_upstream_received_bytes_total",
+    "s3tier_upstream_request_duration_seconds",
+    "s3tier_upstream_errors_total",
+    "s3tier_coalesced_waiters_total",
+    "s3tier_prefetch_bytes_total",
+    "s3tier_evictions_total",
+    "s3tier_admissions_total",
+    "s3tier_tier_usage_bytes",
+    "s3tier_tier_entries",
+    "s3tier_requests_in_flight",
+    "s3tier_response_duration_seconds",
+})  # fmt: skip
+HISTOGRAMS = frozenset({
+    "s3tier_upstream_request_duration_seconds", "s3tier_response_duration_seconds",
+})  # fmt: skip
+HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
+
+
+# --- reading the files -------------------------------------------------------------------------
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) pairs, with continuation lines joined and comments dropped."""
+    logical: list[str] = []
+    pending = ""
+    for line in DOCKERFILE.read_text(encoding="utf-8").splitlines():
+        if line.lstrip().startswith("#") or not line.strip():
+            continue
+        pending += line.rstrip()
+        if pending.endswith("\\"):
+            pending = pending[:-1] + " "
+            continue
+        logical.append(pending.strip())
+        pending = ""
+    return [(text.split(None, 1)[0].upper(), text.split(None, 1)[1]) for text in logical]
+
+
+def instructions(name: str) -> list[str]:
+    return [arguments for instruction, arguments in dockerfile() if instruction == name]
+
+
+def only(name: str) -> str:
+    found = instructions(name)
+    assert len(found) == 1, f"expected one {name}, found {found}"
+    return found[0]
+
+
+def image_env() -> dict[str, str]:
+    """ENV instructions in the KEY=value form, merged in order."""
+    env: dict[str, str] = {}
+    for arguments in instructions("ENV"):
+        env.update(pair.partition("=")[::2] for pair in arguments.split())
+    return env
+
+
+def values() -> dict[str, Any]:
+    loaded = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def schema() -> dict[str, Any]:
+    loaded = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def templates() -> Iterator[Path]:
+    return iter(sorted(TEMPLATES.iterdir()))
+
+
+def template_text() -> str:
+    return "\n".join(path.read_text(encoding="utf-8") for path in templates())
+
+
+def lookup(tree: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        assert isinstance(tree, dict) and part in tree, f"no {part!r} on the way to {dotted}"
+        tree = tree[part]
+    return tree
+
+
+def defined(tree: object, dotted: str) -> bool:
+    for part in dotted.split("."):
+        if not (isinstance(tree, dict) and part in tree):
+            return False
+        tree = tree[part]
+    return True
+
+
+def copied_sources() -> set[str]:
+    """What the Dockerfile COPYs from the build context (a COPY's last word is its target)."""
+    return {source for arguments in instructions("COPY") if not arguments.startswith("--from")
+            for source in arguments.split()[:-1]}  # fmt: skip
+
+
+def dashboard() -> dict[str, Any]:
+    loaded = json.loads(DASHBOARD.read_text(encoding="utf-8"))
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def dashboard_exprs() -> list[str]:
+    board = dashboard()
+    exprs = [target["expr"] for panel in board["panels"] for target in panel.get("targets", [])]
+    for variable in board["templating"]["list"]:
+        if variable["type"] == "query":
+            exprs.append(variable["definition"])
+    return exprs
+
+
+def sidecar_pod() -> dict[str, Any]:
+    loaded = yaml.safe_load(SIDECAR_POD.read_text(encoding="utf-8"))
+    assert isinstance(loaded, dict)
+    return loaded
+
+
+def sidecar_container() -> dict[str, Any]:
+    spec = sidecar_pod()["spec"]
+    containers = spec.get("initContainers", []) + spec["containers"]
+    (s3tier,) = [c for c in containers if c["name"] == "s3tier"]
+    assert isinstance(s3tier, dict)
+    return s3tier
+
+
+def flag_values(args: list[str]) -> dict[str, str]:
+    return dict(arg.split("=", 1) for arg in args if arg.startswith("--") and "=" in arg)
+
+
+# --- the Dockerfile ----------------------------------------------------------------------------
+
+
+def test_dockerfile_builds_on_python_3_11_slim() -> None:
+    assert only("FROM") == "python:3.11-slim"
+
+
+def test_dockerfile_entry_point_is_the_console_script_pyproject_declares() -> None:
+    entrypoint = json.loads(only("ENTRYPOINT"))
+    scripts = PYPROJECT["project"]["scripts"]
+    assert entrypoint == ["s3tier"] and "s3tier" in scripts
+    module, function = scripts["s3tier"].split(":")
+    assert callable(getattr(importlib.import_module(module), function))
+
+
+def test_dockerfile_command_is_a_subcommand_the_cli_has() -> None:
+    command = json.loads(only("CMD"))
+    assert command[0] == "serve"
+    assert command[0] in {c.name for c in COMMANDS}
+
+
+def test_dockerfile_installs_this_project_with_pip() -> None:
+    assert any(re.search(r"\bpip install (--?\S+ )*\.(\s|$)", run) for run in instructions("RUN"))
+    needed = {"pyproject.toml", PYPROJECT["project"]["readme"],
+              *PYPROJECT["tool"]["setuptools"]["packages"]}  # fmt: skip
+    assert needed <= copied_sources()
+
+
+def test_dockerignore_lets_through_everything_the_dockerfile_copies() -> None:
+    patterns = [line.strip() for line in DOCKERIGNORE.read_text(encoding="utf-8").splitlines()
+                if line.strip() and not line.startswith("#")]  # fmt: skip
+    assert patterns[0] == "*", "an allow-list keeps .venv and .git out of the build context"
+    allowed = {pattern[1:].rstrip("/") for pattern in patterns if pattern.startswith("!")}
+    assert copied_sources() <= allowed
+
+
+def test_exposed_port_is_the_default_port_of_the_settings_and_of_the_chart() -> None:
+    assert int(only("EXPOSE")) == Settings().port == values()["port"]
+    assert int(image_env()["S3TIER_PORT"]) == Settings().port
+
+
+def test_volume_is_the_disk_dir_the_image_configures_and_the_chart_mounts() -> None:
+    volume = only("VOLUME")
+    assert volume == image_env()["S3TIER_DISK_DIR"] == values()["cache"]["dir"]
+
+
+def test_image_environment_names_only_real_settings() -> None:
+    known = {setting.env_var for setting in SETTINGS} | {CONFIG_ENV_VAR}
+    assert {name for name in image_env() if name.startswith("S3TIER_")} <= known
+
+
+def test_healthcheck_asks_the_liveness_endpoint_on_loopback_without_curl() -> None:
+    check = only("HEALTHCHECK")
+    assert "http://127.0.0.1:" in check and "/_s3tier/healthz" in check
+    assert '"python"' in check and "curl" not in check
+
+
+def test_image_runs_as_the_non_root_user_the_chart_names() -> None:
+    steps = dockerfile()
+    user_at = max(i for i, (name, _) in enumerate(steps) if name == "USER")
+    uid = steps[user_at][1].split(":")[0]
+    assert uid not in ("root", "0") and uid.isdigit()
+    assert int(uid) == values()["securityContext"]["runAsUser"]
+    assert all(name != "RUN" for name, _ in steps[user_at:]), "nothing runs as root after USER"
+
+
+# --- the chart ---------------------------------------------------------------------------------
+
+
+def test_chart_yaml_is_a_v2_chart_deploying_this_version_of_the_project() -> None:
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text(encoding="utf-8"))
+    assert chart["apiVersion"] == "v2" and chart["name"] == CHART.name
+    assert chart["appVersion"] == PYPROJECT["project"]["version"]
+    assert re.fullmatch(r"\d+\.\d+\.\d+", chart["version"])
+
+
+def test_every_values_path_a_template_uses_is_defined_in_values_yaml() -> None:
+    used = {m.rstrip(".") for m in re.findall(r"\.Values\.([A-Za-z0-9_.]+)", template_text())}
+    defaults = values()
+    assert used
+    assert [path for path in sorted(used) if not defined(defaults, path)] == []
+
+
+def test_default_values_validate_against_the_values_schema() -> None:
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema comes with moto[server]")
+    validator_class = jsonschema.validators.validator_for(schema())
+    validator_class.check_schema(schema())
+    validator_class(schema()).validate(values())
+
+
+@pytest.mark.parametrize(
+    ("path", "value"),
+    [
+        ("mode", "daemonset"),
+        ("settings.host", "0.0.0.0"),  # the chart's args set it; the file would be overridden
+        ("settings.ram_bytes", "1GiB"),  # derived from cache.ramMiB, which sizes the memory
+        ("settings.log_levl", "info"),
+        ("cache.ramMiB", "256MiB"),
+        ("auth.mode", "basic"),
+        ("dashboard.labels", {"grafana_dashboard": "0"}),
+    ],
+)
+def test_values_schema_rejects_what_the_chart_cannot_render(path: str, value: object) -> None:
+    jsonschema = pytest.importorskip("jsonschema", reason="jsonschema comes with moto[server]")
+    bad = values()
+    *parents, leaf = path.split(".")
+    node = bad
+    for part in parents:
+        node = node[part]
+    node[leaf] = value
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema())
+
+
+def configmap_setting_keys() -> set[str]:
+    """The top-level keys of the s3tier.yaml the ConfigMap renders, literal or from values."""
+    text = (TEMPLATES / "configmap.yaml").read_text(encoding="utf-8")
+    block = text.split("s3tier.yaml: |", 1)[1]
+    keys = set(re.findall(r"^ {4}([a-z_]+):", block, re.MULTILINE))
+    # `toYaml .Values.x`, or `with .Values.x` around `toYaml .`: every key x may hold.
+    for dotted in re.findall(r"(?:toYaml|with) \.Values\.([A-Za-z0-9_.]+)", block):
+        keys |= set(lookup(values(), dotted))
+        keys |= set(lookup(schema(), f"properties.{dotted}.properties"))
+    return keys
+
+
+def test_every_setting_the_configmap_renders_is_an_s3tier_setting() -> None:
+    keys = configmap_setting_keys()
+    assert {"ram_bytes", "disk_bytes", "upstream"} <= keys
+    assert keys <= set(SETTINGS_BY_NAME)
+
+
+def test_settings_file_from_the_default_values_is_accepted_by_s3tier(tmp_path: Path) -> None:
+    chart = values()
+    document = {
+        **chart["settings"],
+        "ram_bytes": f"{chart['cache']['ramMiB']}MiB",  # as configmap.yaml derives them
+        "disk_bytes": f"{chart['cache']['diskGiB']}GiB",
+        "workers": chart["workers"],
+    }
+    path = tmp_path / "s3tier.yaml"
+    path.write_text(yaml.safe_dump(document), encoding="utf-8")
+    settings = Settings.from_sources({"host": "0.0.0.0"}, {"HOME": str(tmp_path)}, str(path))
+    assert settings.ram_bytes == chart["cache"]["ramMiB"] * 2**20
+    assert settings.auth == "sigv4", "standalone listens on 0.0.0.0, so signatures are checked"
+
+
+def test_every_flag_the_chart_and_the_sidecar_example_pass_is_an_s3tier_flag() -> None:
+    helpers = (TEMPLATES / "_helpers.tpl").read_text(encoding="utf-8")
+    flags = set(re.findall(r"^\s+- (--[a-z-]+)=", helpers, re.MULTILINE))
+    flags |= set(flag_values(sidecar_container()["args"]))
+    known = {setting.flag for setting in SETTINGS} | {CONFIG_FLAG}
+    assert {"--host", "--port", "--disk-dir", "--auth", "--config"} <= flags <= known
+
+
+def test_every_included_template_is_defined() -> None:
+    text = template_text()
+    defined = set(re.findall(r'define "([^"]+)"', text))
+    included = set(re.findall(r'include "([^"]+)"', text))
+    assert included <= defined
+
+
+@pytest.mark.parametrize("path", sorted(TEMPLATES.iterdir()), ids=lambda path: path.name)
+def test_template_actions_open_and_close_in_pairs(path: Path) -> None:
+    text = re.sub(r"\{\{-?\s*/\*.*?\*/\s*-?\}\}", "", path.read_text(encoding="utf-8"), flags=re.S)
+    assert text.count("{{") == text.count("}}")
+    actions = re.findall(r"\{\{-?\s*(\w+)", text)
+    openers = sum(action in ("if", "with", "range", "define", "block") for action in actions)
+    assert openers == actions.count("end")
+
+
+def test_container_probes_liveness_on_healthz_and_readiness_on_readyz() -> None:
+    helpers = (TEMPLATES / "_helpers.tpl").read_text(encoding="utf-8")
+    probes = dict(re.findall(r"(\w+Probe):\s*\n\s*\{\{-? include \"s3tier.probe\" \(dict "
+                             r"\"root\" \. \"path\" \"([^\"]+)\"", helpers))  # fmt: skip
+    assert probes == {
+        "startupProbe": "/_s3tier/healthz",
+        "livenessProbe": "/_s3tier/healthz",
+        "readinessProbe": "/_s3tier/readyz",
+    }
+
+
+STANDALONE_ONLY = ("deployment.yaml", "statefulset.yaml", "service.yaml", "serviceaccount.yaml",
+                   "servicemonitor.yaml")  # fmt: skip
+EVERY_MODE = ("configmap.yaml", "secret.yaml", "dashboard-configmap.yaml")
+
+
+@pytest.mark.parametrize("name", STANDALONE_ONLY)
+def test_workloads_and_their_service_render_only_in_standalone_mode(name: str) -> None:
+    text = (TEMPLATES / name).read_text(encoding="utf-8")
+    first_condition = re.search(r"\{\{-? if (.*?) -?\}\}", text)
+    assert first_condition and 'eq .Values.mode "standalone"' in first_condition[1]
+
+
+@pytest.mark.parametrize("name", EVERY_MODE)
+def test_configuration_and_dashboard_render_in_both_modes(name: str) -> None:
+    assert ".Values.mode" not in (TEMPLATES / name).read_text(encoding="utf-8")
+
+
+def test_dashboard_configmap_is_labelled_for_the_grafana_sidecar_and_ships_the_json() -> None:
+    text = (TEMPLATES / "dashboard-configmap.yaml").read_text(encoding="utf-8")
+    assert re.search(r'^\s+grafana_dashboard: "1"$', text, re.MULTILINE)
+    (shipped,) = re.findall(r'\.Files\.Get "([^"]+)"', text)
+    assert CHART / shipped == DASHBOARD
+
+
+def test_servicemonitor_scrapes_the_metrics_endpoint_of_the_service_port() -> None:
+    text = (TEMPLATES / "servicemonitor.yaml").read_text(encoding="utf-8")
+    assert "apiVersion: monitoring.coreos.com/v1" in text and "kind: ServiceMonitor" in text
+    assert "path: /_s3tier/metrics" in text and "port: http" in text
+    assert "name: http" in (TEMPLATES / "service.yaml").read_text(encoding="utf-8")
+
+
+# --- the dashboard -----------------------------------------------------------------------------
+
+
+def test_dashboard_is_recent_grafana_json_with_a_prometheus_datasource_variable() -> None:
+    board = dashboard()
+    assert board["schemaVersion"] >= 36
+    variables = {v["name"]: v for v in board["templating"]["list"]}
+    assert variables["datasource"]["type"] == "datasource"
+    assert variables["datasource"]["query"] == "prometheus"
+
+
+def test_every_dashboard_panel_queries_through_the_datasource_variable() -> None:
+    for panel in dashboard()["panels"]:
+        for target in panel.get("targets", []):
+            assert panel["datasource"]["uid"] == target["datasource"]["uid"] == "${datasource}"
+
+
+def metric_names(expr: str) -> set[str]:
+    names = set()
+    for name in re.findall(r"\bs3tier_[a-z0-9_]+", expr):
+        base = next((name.removesuffix(s) for s in HISTOGRAM_SERIES if name.endswith(s)), name)
+        names.add(base if base in HISTOGRAMS else name)
+    return names
+
+
+def test_every_metric_the_dashboard_queries_is_one_s3tier_exports() -> None:
+    used = set().union(*map(metric_names, dashboard_exprs()))
+    assert used and used <= METRICS, sorted(used - METRICS)
+
+
+# What the issue asks the dashboard to show, as (panel title words, a regex its query matches).
+DASHBOARD_VIEWS = [
+    ("hit ratio by tier", r"s3tier_cache_results_total"),
+    ("bytes served by tier", r"s3tier_served_bytes_total"),
+    ("latency", r"histogram_quantile\(.*by \(le, result\).*s3tier_response_duration_\w+_bucket"),
+    ("upstream errors", r"s3tier_upstream_errors_total"),
+    ("evictions", r"s3tier_evictions_total"),
+    ("prefetch efficiency", r'outcome="used".*/.*outcome="issued"'),
+    ("tier fill", r"s3tier_tier_usage_bytes"),
+]
+
+
+@pytest.mark.parametrize(("title", "query"), DASHBOARD_VIEWS)
+def test_dashboard_has_each_view_the_issue_asks_for(title: str, query: str) -> None:
+    panels = [p for p in dashboard()["panels"] if title in p["title"].lower()]
+    exprs = [t["expr"] for p in panels for t in p.get("targets", [])]
+    assert any(re.search(query, expr) for expr in exprs), f"no {title!r} panel querying {query}"
+
+
+def test_bytes_panel_sets_bytes_served_by_tier_against_upstream_bytes() -> None:
+    (panel,) = [p for p in dashboard()["panels"] if p["title"].lower().startswith("bytes served")]
+    exprs = " ".join(t["expr"] for t in panel["targets"])
+    assert "by (tier)" in exprs and "s3tier_served_bytes_total" in exprs
+    assert "s3tier_upstream_received_bytes_total" in exprs
+
+
+# --- the sidecar example -----------------------------------------------------------------------
+
+
+def test_sidecar_example_is_a_pod_with_s3tier_on_loopback_port_8080_without_auth() -> None:
+    assert sidecar_pod()["kind"] == "Pod"
+    container = sidecar_container()
+    flags = flag_values(container["args"])
+    assert container["args"][0] == "serve"
+    assert (flags["--host"], int(flags["--port"]), flags["--auth"]) == (
+        "127.0.0.1", Settings().port, "none",
+    )  # fmt: skip
+
+
+def test_sidecar_example_application_uses_s3tier_as_its_s3_endpoint() -> None:
+    apps = [c for c in sidecar_pod()["spec"]["containers"] if c["name"] != "s3tier"]
+    endpoints = {e.get("value") for c in apps for e in c.get("env", [])}
+    assert f"http://127.0.0.1:{Settings().port}" in endpoints
+
+
+def test_sidecar_example_mounts_the_disk_dir_on_a_node_local_volume() -> None:
+    container = sidecar_container()
+    disk_dir = flag_values(container["args"])["--disk-dir"]
+    assert disk_dir == only("VOLUME")
+    (mount,) = [m for m in container["volumeMounts"] if m["mountPath"] == disk_dir]
+    (volume,) = [v for v in sidecar_pod()["spec"]["volumes"] if v["name"] == mount["name"]]
+    assert "emptyDir" in volume or "hostPath" in volume
+
+
+def test_sidecar_example_mounts_the_config_file_its_args_name() -> None:
+    container = sidecar_container()
+    config = Path(flag_values(container["args"])[CONFIG_FLAG])
+    (mount,) = [m for m in container["volumeMounts"] if Path(m["mountPath"]) == config.parent]
+    (volume,) = [v for v in sidecar_pod()["spec"]["volumes"] if v["name"] == mount["name"]]
+    assert "configMap" in volume
+
+
+def test_sidecar_example_probes_run_inside_the_container() -> None:
+    # kubelet's httpGet probes connect to the pod IP, which a loopback listener never hears.
+    container = sidecar_container()
+    commands = {
+        probe: " ".join(container[probe]["exec"]["command"])
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe")
+    }
+    assert "/_s3tier/healthz" in commands["livenessProbe"]
+    assert "/_s3tier/readyz" in commands["readinessProbe"]
+    assert all(f"http://127.0.0.1:{Settings().port}/" in command for command in commands.values())
+
+
+def test_sidecar_example_runs_as_the_image_user() -> None:
+    context = sidecar_container()["securityContext"]
+    assert context["runAsNonRoot"] is True
+    assert context["runAsUser"] == values()["securityContext"]["runAsUser"]
+
+
+def test_chart_readme_and_notes_show_sidecar_users_the_loopback_endpoint() -> None:
+    readme = (CHART / "README.md").read_text(encoding="utf-8")
+    notes = (TEMPLATES / "NOTES.txt").read_text(encoding="utf-8")
+    assert "examples/sidecar-pod.yaml" in readme and "examples/sidecar-pod.yaml" in notes
+    assert "http://127.0.0.1:8080" in readme and "http://127.0.0.1:" in notes
