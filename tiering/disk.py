@@ -74,6 +74,11 @@ class DiskTier:
 
     # Small records (object metadata) are kept outside the block policy: they are tiny, and
     # losing one costs a round trip, not a transfer.
+    def holds(self, key: Hashable) -> bool:
+        """Whether the policy counts the block as resident (no I/O; may miss blocks stored
+        before a restart that nobody has read since)."""
+        return key in self._policy
+
     async def get_record(self, key: Hashable) -> bytes | None:
         value = await self._run(self._cache.get, key)
         return value if isinstance(value, bytes) else None

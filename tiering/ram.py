@@ -37,21 +37,26 @@ class RamTier:
         return self.peek(key)
 
     async def put(self, key: Hashable, value: bytes) -> bool:
-        return self.store(key, value)
+        return all(gone != key for gone, _ in self.store(key, value))
 
-    def store(self, key: Hashable, value: bytes) -> bool:
-        """Offer a block; False when the policy did not admit it."""
+    def store(self, key: Hashable, value: bytes) -> list[tuple[Hashable, bytes]]:
+        """Offer a block; returns what left RAM to make room (the caller may demote it).
+        A block the policy did not admit is returned too."""
         if key in self._data:
-            return True
+            return []
         evicted = self._policy.admit(key, len(value), 0.0)
-        admitted = key not in evicted
-        if admitted:
+        out: list[tuple[Hashable, bytes]] = []
+        if key in evicted:
+            out.append((key, value))
+        else:
             self._data[key] = value
             self.admissions += 1
         for gone in evicted:
-            if self._data.pop(gone, None) is not None:
+            data = self._data.pop(gone, None)
+            if data is not None:
                 self.evictions += 1
-        return admitted
+                out.append((gone, data))
+        return out
 
     async def delete(self, key: Hashable) -> None:
         self._policy.remove(key)

@@ -25,13 +25,13 @@ from cachetools import LRUCache
 
 from proxy.errors import UpstreamAnswer
 from tiering.blocks import BlockKey, ObjectId, block_count, expected_length
+from tiering.disk import DiskTier
 from tiering.freshness import FreshnessPolicy, is_fresh
 from tiering.meta import ObjectMeta, content_range_total
 from tiering.metastore import MetaStore
 from tiering.prefetch import Prefetcher
 from tiering.ram import RamTier
 from tiering.readahead import Budget, ReadAhead, ReadAheadConfig
-from tiering.tier import Tier
 from tiering.upstream import Answer, Upstream, UpstreamBroken, UpstreamUnavailable
 
 log = logging.getLogger("s3tier.readthrough")
@@ -92,7 +92,7 @@ class ReadThrough:
         self,
         *,
         ram: RamTier,
-        disk: Tier | None,
+        disk: DiskTier | None,
         metas: MetaStore,
         upstream: Upstream,
         block_size: int,
@@ -449,8 +449,12 @@ class ReadThrough:
             await self._disk.put(key, data)
 
     def _admit_ram(self, key: BlockKey, data: bytes, meta: ObjectMeta) -> None:
-        if meta.size <= self._ram_max:
-            self._ram.store(key, data)
+        if meta.size > self._ram_max:
+            return
+        for gone, block in self._ram.store(key, data):
+            # RAM evictions demote to disk rather than vanish; most are there already.
+            if self._disk is not None and not self._disk.holds(gone):
+                self._spawn(self._disk.put(gone, block))
 
     # -- upstream ---------------------------------------------------------------------------
 
