@@ -54,6 +54,7 @@ class Prefetcher:
         cached: Callable[[BlockKey], bool],
         load: Callable[[ObjectId, ObjectMeta, int], Awaitable[object]],
         spawn: Callable[[Coroutine[Any, Any, Any]], object],
+        track_blocks: int = 4096,
     ) -> None:
         self._readahead = readahead
         self._budget = budget
@@ -63,7 +64,7 @@ class Prefetcher:
         self._load = load
         self._spawn = spawn
         self.stats = PrefetchStats()
-        self._tracked = _Tracked(4096, self.stats)
+        self._tracked = _Tracked(track_blocks, self.stats)
 
     def on_read(self, obj: ObjectId, meta: ObjectMeta, start: int, end: int) -> None:
         """A client read bytes start..end; prefetch what a sequential reader wants next."""

@@ -1,0 +1,68 @@
+"""Prefetch accounting: issued within budget, used when a client reads it, wasted when not."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from tiering.blocks import BlockKey, ObjectId
+from tiering.meta import ObjectMeta
+from tiering.prefetch import Prefetcher
+from tiering.readahead import Budget, ReadAhead, ReadAheadConfig
+
+B = 100
+META = ObjectMeta('"e"', 100 * B, None, (), (), 0.0)
+OBJ = ObjectId("b", "k")
+
+
+async def scenario(budget_bytes: int, reads: list[tuple[int, int]], served: list[int]) -> Any:
+    loaded: list[int] = []
+    tasks: set[asyncio.Task[Any]] = set()
+
+    async def load(obj: ObjectId, meta: ObjectMeta, index: int) -> None:
+        loaded.append(index)
+
+    def spawn(coro: Any) -> None:
+        tasks.add(asyncio.get_running_loop().create_task(coro))
+
+    prefetcher = Prefetcher(
+        ReadAhead(ReadAheadConfig(min_window=2, max_window=4)),
+        Budget(budget_bytes),
+        B,
+        (".parquet",),
+        cached=lambda key: False,
+        load=load,
+        spawn=spawn,
+    )
+    for start, end in reads:
+        prefetcher.on_read(OBJ, META, start, end)
+    await asyncio.gather(*tasks)
+    for index in served:
+        prefetcher.served(BlockKey("b", "k", '"e"', index))
+    return prefetcher.stats, sorted(loaded)
+
+
+def test_sequential_reads_issue_prefetch_and_reads_of_it_count_as_used() -> None:
+    stats, loaded = asyncio.run(scenario(10 * B, [(0, 99), (100, 199), (200, 299)], [2, 3]))
+    assert loaded == [2, 3, 4, 5, 6]
+    assert (stats.issued_bytes, stats.used_bytes) == (5 * B, 2 * B)
+
+
+def test_a_spent_budget_skips_prefetch_instead_of_queueing_it() -> None:
+    stats, loaded = asyncio.run(scenario(1 * B, [(0, 99), (100, 199)], []))
+    assert loaded == [2]
+    assert stats.skipped == 1
+
+
+def test_prefetched_blocks_pushed_out_unread_count_as_wasted() -> None:
+    async def go() -> Any:
+        prefetcher = Prefetcher(
+            ReadAhead(), Budget(1 << 40), B, (), cached=lambda key: False,
+            load=lambda *a: asyncio.sleep(0), spawn=lambda coro: coro.close(), track_blocks=2,
+        )  # fmt: skip
+        for i in range(5):
+            prefetcher._issue(OBJ, META, i)
+        return prefetcher.stats
+
+    stats = asyncio.run(go())
+    assert (stats.issued_bytes, stats.wasted_bytes) == (5 * B, 3 * B)
