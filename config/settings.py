@@ -233,6 +233,12 @@ def _suffixes(raw: object) -> tuple[str, ...]:
     return suffixes
 
 
+def _log_format(raw: object) -> str:
+    if not isinstance(raw, str) or raw.strip().lower() not in ("text", "json"):
+        raise ValueError(f"{raw!r} is not a log format (use text or json)")
+    return raw.strip().lower()
+
+
 def _optional_path(raw: object) -> str | None:
     return None if raw is None or raw == "" else _text(raw)
 
@@ -385,6 +391,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("upstream_read_timeout", "upstream_read_timeout_s", _seconds, "SECONDS",
             "timeout for each read from the upstream"),
     Setting("log_level", "log_level", _log_level, "LEVEL", "debug, info, warning or error"),
+    Setting("log_format", "log_format", _log_format, "FORMAT", "text, or json (one object a line)"),
+    Setting("shutdown_grace", "shutdown_grace_s", _seconds, "SECONDS",
+            "on SIGTERM, how long in-flight requests may take to finish"),
 )  # fmt: skip
 SETTINGS_BY_NAME: Mapping[str, Setting] = {row.name: row for row in SETTINGS}
 
@@ -425,6 +434,8 @@ class Settings:
     upstream_connect_timeout_s: float = 5.0
     upstream_read_timeout_s: float = 30.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    shutdown_grace_s: float = 30.0
 
     @classmethod
     def from_sources(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from proxy import forward, objects, uploads
@@ -23,11 +24,22 @@ from proxy.errors import (
     render,
 )
 from proxy.s3request import S3Request
+from tiering.metrics import Metrics, operation_of
 from tiering.readthrough import ReadThrough
 from tiering.upstream import Upstream, UpstreamBroken, UpstreamUnavailable
 
 log = logging.getLogger("s3tier.app")
 ADMIN_PREFIX = b"/_s3tier/"
+# The request id of the request being answered, for log lines (also its x-amz-request-id).
+REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
+RESULT_NAMES = {
+    b"HIT-RAM": "hit_ram",
+    b"HIT-DISK": "hit_disk",
+    b"MISS": "miss",
+    b"REVALIDATED": "revalidated",
+    b"STALE": "stale",
+    b"BYPASS": "bypass",
+}
 NOT_REPLAYED = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"date"})
 
 
@@ -43,21 +55,28 @@ class Components:
     keyring: Keyring | None = None  # None: --auth none, requests are not verified
     region: str = "us-east-1"
     admin: ASGIApp | None = None  # the FastAPI app under /_s3tier/
+    metrics: Metrics | None = None
 
 
 class Tracked:
-    """A `send` that remembers whether the response has started: after that, errors can only
-    close the connection."""
+    """A `send` that remembers the status and X-Cache-Status it sent: after the start, errors
+    can only close the connection, and the metrics want both."""
 
-    __slots__ = ("_send", "started")
+    __slots__ = ("_send", "result", "started", "status")
 
     def __init__(self, send: Send) -> None:
         self._send = send
         self.started = False
+        self.status = 0
+        self.result = "none"
 
     async def __call__(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.started = True
+            self.status = message["status"]
+            for name, value in message["headers"]:
+                if name == b"x-cache-status":
+                    self.result = RESULT_NAMES.get(value, "none")
         await self._send(message)
 
 
@@ -69,37 +88,60 @@ async def handle(c: Components, scope: Scope, receive: Receive, send: Send) -> N
         else:
             await c.admin(scope, receive, send)
         return
+    started = time.perf_counter()
+    tracked = Tracked(send)
+    request_id = new_request_id()
+    token = REQUEST_ID.set(request_id)
+    metrics = c.metrics
+    if metrics is not None:
+        metrics.in_flight.inc()
+    try:
+        operation = await _answer(c, scope, raw_path, request_id, receive, tracked)
+    finally:
+        REQUEST_ID.reset(token)
+        if metrics is not None:
+            metrics.in_flight.dec()
+            elapsed = time.perf_counter() - started
+            metrics.request(operation, tracked.status or 499, tracked.result, elapsed)
+
+
+async def _answer(
+    c: Components, scope: Scope, raw_path: bytes, request_id: str, receive: Receive, send: Tracked
+) -> str:
+    """Answer one S3 request; returns its operation name for the metrics."""
     method: str = scope["method"]
     ids: Headers = [
-        (b"x-amz-request-id", new_request_id().encode()),
+        (b"x-amz-request-id", request_id.encode()),
         (b"x-amz-id-2", new_host_id().encode()),
     ]
     headers = header_map(scope["headers"])
-    tracked = Tracked(send)
     resource = raw_path.decode("latin-1")
     req: S3Request | None = None
     verified: Verified | None = None
+    operation = "other"
     try:
         req = S3Request.parse(method, raw_path, scope["query_string"], headers, c.base_domain)
         resource = req.resource
+        operation = operation_of(method, req.bucket, req.key, (k for k, _ in req.query))
         if c.keyring is not None:
             verified = verify(
                 method, raw_path, scope["query_string"], headers, c.keyring, time.time(),
                 expected_region=c.region,
             )  # fmt: skip
             authorize(req, headers, verified.principal)
-        await _route(c, req, headers, verified, receive, tracked, ids)
+        await _route(c, req, headers, verified, receive, send, ids)
     except UpstreamAnswer as answer:
-        if not tracked.started and req is not None:
-            await _replay(answer, req, headers, verified, receive, tracked, c)
+        if not send.started and req is not None:
+            await _replay(answer, req, headers, verified, receive, send, c)
     except S3Error as error:
-        if not tracked.started:
-            await _error(tracked, error, method, resource, ids, forward.has_body(headers))
+        if not send.started:
+            await _error(send, error, method, resource, ids, forward.has_body(headers))
     except (UpstreamUnavailable, UpstreamBroken) as exc:
         log.warning("upstream failure for %s %s: %s", method, resource, exc)
-        if not tracked.started:
+        if not send.started:
             unavailable = ServiceUnavailable(f"Upstream unavailable: {exc}")
-            await _error(tracked, unavailable, method, resource, ids, forward.has_body(headers))
+            await _error(send, unavailable, method, resource, ids, forward.has_body(headers))
+    return operation
 
 
 async def _route(

@@ -80,6 +80,7 @@ async def _serve_once(
         status = STATUS_BY_SOURCE[max(resolved.source, source)]
     await start(send, 206 if rng else 200, [*out, (b"x-cache-status", status)])
     piece = slice_block(data, indices[0], rt.block_size, start_at, end_at)
+    rt.account(source, len(piece))
     if len(indices) == 1:
         await chunk(send, piece, more=False)
         rt.note_read(obj, meta, start_at, end_at)
@@ -177,10 +178,11 @@ async def stream_rest(
     gone = asyncio.Event()
     watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, gone))
     try:
-        async for index, data in _read_ahead(rt, obj, meta, indices):
+        async for index, data, source in _read_ahead(rt, obj, meta, indices):
             if gone.is_set():
                 return
             piece = slice_block(data, index, rt.block_size, start_at, end_at)
+            rt.account(source, len(piece))
             await chunk(send, piece, more=index != indices[-1])
             first = max(index * rt.block_size, start_at)
             rt.note_read(obj, meta, first, min((index + 1) * rt.block_size - 1, end_at))
@@ -194,7 +196,7 @@ async def stream_rest(
 
 async def _read_ahead(
     rt: ReadThrough, obj: ObjectId, meta: ObjectMeta, indices: range
-) -> AsyncIterator[tuple[int, bytes]]:
+) -> AsyncIterator[tuple[int, bytes, Source]]:
     loop = asyncio.get_running_loop()
     window: deque[tuple[int, asyncio.Task[tuple[bytes, Source]]]] = deque()
     upcoming = iter(indices)
@@ -205,11 +207,11 @@ async def _read_ahead(
                 break
         while window:
             index, task = window.popleft()
-            data, _ = await task
+            data, source = await task
             following = next(upcoming, None)
             if following is not None:
                 window.append((following, loop.create_task(rt.block(obj, meta, following))))
-            yield index, data
+            yield index, data, source
     finally:
         for _, task in window:
             task.cancel()

@@ -7,11 +7,13 @@ the ASGI lifespan and handed to requests through `Components`: no module-level c
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import logging
 import os
 import pickle
+import shutil
 from dataclasses import replace
 from typing import Any
 
@@ -21,7 +23,8 @@ import yaml
 from botocore.credentials import Credentials
 
 from config.settings import Settings, is_loopback
-from proxy.admin import AdminAccess, build_admin
+from proxy import logs
+from proxy.admin import AdminAccess, AdminContext, build_admin
 from proxy.app import Components, handle
 from proxy.asgi import Receive, Scope, Send
 from proxy.auth import Keyring, Principal
@@ -29,11 +32,12 @@ from proxy.embedded import EMBEDDED_CREDENTIALS, EmbeddedS3
 from tiering.disk import DiskTier
 from tiering.listing import list_prefix
 from tiering.metastore import MetaStore
+from tiering.metrics import SYNC_INTERVAL_S, Metrics
 from tiering.ram import RamTier
 from tiering.readahead import ReadAheadConfig
 from tiering.readthrough import PrefetchConfig, ReadThrough
 from tiering.signing import Signer
-from tiering.upstream import Upstream, new_session
+from tiering.upstream import Upstream, UpstreamBroken, UpstreamUnavailable, new_session
 from tiering.warmup import WarmJobs
 
 log = logging.getLogger("s3tier")
@@ -72,8 +76,9 @@ class S3Tier:
     def _build(self) -> Components:
         s = self.settings
         assert s.upstream is not None
+        self._metrics = Metrics()
         session = new_session(s.upstream_connect_timeout_s, s.upstream_read_timeout_s)
-        upstream = Upstream(s.upstream, Signer(self._credentials, s.region), session)
+        upstream = Upstream(s.upstream, Signer(self._credentials, s.region), session, self._metrics)
         self._session = session
         self._disk = DiskTier(s.disk_dir, s.disk_bytes) if s.disk_bytes > 0 else None
         readthrough = ReadThrough(
@@ -91,22 +96,46 @@ class S3Tier:
                 s.prefetch_footer,
             ),
         )
-        spool_dir = os.path.join(s.disk_dir, "spool") if self._disk is not None else None
+        self._readthrough = readthrough
         self._jobs = WarmJobs(lambda b, p: list_prefix(upstream, b, p), readthrough.warm)
-        access = AdminAccess(required=s.auth == "sigv4", token=s.admin_token)
+        self._sync_task = asyncio.get_running_loop().create_task(self._sync_forever())
+        admin = AdminContext(
+            jobs=self._jobs,
+            access=AdminAccess(required=s.auth == "sigv4", token=s.admin_token),
+            metrics=self._metrics,
+            refresh=self._sync,
+            checks=lambda: readiness(upstream, self._disk),
+            purge=readthrough.purge,
+            forget=readthrough.invalidate,
+            config=s.redacted(),
+        )
         return Components(
             readthrough,
             upstream,
             s.base_domain,
-            spool_dir,
+            os.path.join(s.disk_dir, "spool") if self._disk is not None else None,
             s.put_cache_max_bytes,
             self._keyring,
             s.region,
-            build_admin(self._jobs, access),
+            build_admin(admin),
+            self._metrics,
         )
+
+    async def _sync(self) -> None:
+        sample = await self._readthrough.sample(self.settings.workers)
+        self._metrics.sync(sample)
+
+    async def _sync_forever(self) -> None:
+        while True:
+            await asyncio.sleep(SYNC_INTERVAL_S)
+            try:
+                await self._sync()
+            except Exception as exc:  # metrics must never take the server down
+                log.warning("metrics sync failed: %s", exc)
 
     async def _close(self) -> None:
         if self._components is not None:
+            self._sync_task.cancel()
             await self._jobs.close()
             await self._components.readthrough.close()
             await self._session.close()
@@ -114,9 +143,22 @@ class S3Tier:
             self._disk.close()
 
 
+async def readiness(upstream: Upstream, disk: DiskTier | None) -> dict[str, str]:
+    """The upstream answers (any HTTP status will do) and the disk tier takes writes."""
+    checks: dict[str, str] = {}
+    try:
+        await upstream.fetch("HEAD", "/", {}, 0, operation="head")
+        checks["upstream"] = "ok"
+    except (UpstreamUnavailable, UpstreamBroken) as exc:
+        checks["upstream"] = f"unreachable: {exc}"
+    if disk is not None:
+        checks["disk"] = "ok" if await disk.writable() else "not writable"
+    return checks
+
+
 def serve(settings: Settings) -> None:
     """Run the proxy until interrupted."""
-    configure_logging(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     embedded = None
     if settings.upstream is None:
         embedded = EmbeddedS3.start()
@@ -138,13 +180,18 @@ def serve(settings: Settings) -> None:
         server_header=False,
         access_log=False,
         log_level=settings.log_level,
-        timeout_graceful_shutdown=30,
+        log_config=None,  # uvicorn's loggers propagate to ours (proxy/logs.py)
+        timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
     try:
         if settings.workers == 1:
             uvicorn.run(build_app(settings, embedded is not None), **common)
         else:
             os.environ[SETTINGS_ENV] = _encode(settings, embedded is not None)
+            # Several processes: metrics go to shared memory-mapped files, summed at scrape.
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = _fresh_dir(
+                os.path.join(settings.disk_dir, "metrics")
+            )
             uvicorn.run(
                 "proxy.server:app_from_environment",
                 factory=True,
@@ -163,7 +210,7 @@ def build_app(settings: Settings, embedded: bool) -> S3Tier:
 def app_from_environment() -> S3Tier:
     """Factory for worker processes, which cannot be handed the settings object directly."""
     settings, embedded = pickle.loads(base64.b64decode(os.environ[SETTINGS_ENV]))
-    configure_logging(settings.log_level)
+    logs.configure(settings.log_level, settings.log_format)
     return build_app(settings, embedded)
 
 
@@ -198,8 +245,7 @@ def client_keyring(settings: Settings, upstream: Credentials | None) -> Keyring:
     return Keyring([Principal(frozen.access_key, frozen.secret_key, None)])
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+def _fresh_dir(path: str) -> str:
+    shutil.rmtree(path, ignore_errors=True)
+    os.makedirs(path)
+    return path

@@ -245,7 +245,7 @@ EXPECTED_ENV_VARS = [
     "S3TIER_PREFETCH_FOOTER", "S3TIER_FRESHNESS",
     "S3TIER_SERVE_STALE_ON_ERROR", "S3TIER_AUTH", "S3TIER_CREDENTIALS_FILE", "S3TIER_ADMIN_TOKEN",
     "S3TIER_WORKERS", "S3TIER_UPSTREAM_CONNECT_TIMEOUT", "S3TIER_UPSTREAM_READ_TIMEOUT",
-    "S3TIER_LOG_LEVEL",
+    "S3TIER_LOG_LEVEL", "S3TIER_LOG_FORMAT", "S3TIER_SHUTDOWN_GRACE",
 ]  # fmt: skip
 
 
@@ -298,6 +298,8 @@ PRECEDENCE = [
     ("upstream_connect_timeout", (1, 1.0), ("2.5", 2.5), ("0.1", 0.1)),
     ("upstream_read_timeout", (10, 10.0), ("20", 20.0), ("60", 60.0)),
     ("log_level", ("debug", "debug"), ("WARNING", "warning"), ("error", "error")),
+    ("log_format", ("json", "json"), ("TEXT", "text"), ("json", "json")),
+    ("shutdown_grace", (5, 5.0), ("10", 10.0), ("0.5", 0.5)),
 ]  # fmt: skip
 PRECEDENCE_IDS = [case[0] for case in PRECEDENCE]
 
@@ -502,6 +504,8 @@ BAD_VALUES = [
     ("upstream_connect_timeout", "soon", "is not a positive number of seconds"),
     ("upstream_read_timeout", "inf", "is not a positive number of seconds"),
     ("log_level", "verbose", "is not a log level"),
+    ("log_format", "xml", "is not a log format"),
+    ("shutdown_grace", "-1", "seconds"),
 ]
 BAD_IDS = [f"{name}={raw!r}" for name, raw, _ in BAD_VALUES]
 

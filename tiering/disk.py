@@ -43,6 +43,7 @@ class DiskTier:
         )
         self.admissions = 0
         self.evictions = 0
+        self.capacity_bytes = max_bytes
         self._cache = diskcache.Cache(
             directory,
             size_limit=max_bytes,
@@ -89,6 +90,21 @@ class DiskTier:
     async def delete_record(self, key: Hashable) -> None:
         await self._run(self._cache.delete, key)
 
+    async def record_keys(self, first: str) -> list[tuple[str, ...]]:
+        """Keys of records whose key tuple starts with `first` (a full walk, off the loop:
+        for rare admin actions such as purging a prefix)."""
+        keys = await self._run(
+            lambda: [k for k in self._cache.iterkeys() if isinstance(k, tuple) and k[0] == first]
+        )
+        return list(keys or [])
+
+    async def writable(self) -> bool:
+        """Whether a record can be written and read back (readiness)."""
+        probe = ("probe", "readiness")
+        if not await self.put_record(probe, b"ok"):
+            return False
+        return await self.get_record(probe) == b"ok"
+
     async def delete(self, key: Hashable) -> None:
         self._policy.remove(key)
         await self._run(self._cache.delete, key)
@@ -102,9 +118,10 @@ class DiskTier:
             log.warning("disk tier error: %s: %s", type(exc).__name__, exc)
             return None
 
-    @property
-    def used_bytes(self) -> int:
-        return int(self._cache.volume())
+    async def stats(self) -> tuple[int, int]:
+        """(bytes on disk, entries), read from diskcache's own tallies off the loop."""
+        result = await self._run(lambda: (self._cache.volume(), len(self._cache)))
+        return result if result is not None else (0, 0)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

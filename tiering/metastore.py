@@ -46,6 +46,17 @@ class MetaStore:
         if self._disk is not None:
             await self._disk.delete_record(_disk_key(obj))
 
+    async def under(self, bucket: str, prefix: str) -> set[ObjectId]:
+        """Every object with metadata cached under a prefix, in RAM or on disk."""
+        found = {
+            o for o in list(self._ram.keys()) if o.bucket == bucket and o.key.startswith(prefix)
+        }
+        if self._disk is not None:
+            for _, b, k in await self._disk.record_keys("meta"):
+                if b == bucket and k.startswith(prefix):
+                    found.add(ObjectId(b, k))
+        return found
+
 
 def _disk_key(obj: ObjectId) -> tuple[str, str, str]:
     return ("meta", obj.bucket, obj.key)

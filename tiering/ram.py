@@ -19,6 +19,7 @@ class RamTier:
 
     def __init__(self, max_bytes: int, policy: Policy | None = None) -> None:
         self._policy = policy if policy is not None else TinyLFUPolicy(max_bytes)
+        self.capacity_bytes = max_bytes
         self._data: dict[Hashable, bytes] = {}
         self.admissions = 0
         self.evictions = 0

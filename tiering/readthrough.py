@@ -29,6 +29,7 @@ from tiering.disk import DiskTier
 from tiering.freshness import FreshnessPolicy, is_fresh
 from tiering.meta import ObjectMeta, content_range_total
 from tiering.metastore import MetaStore
+from tiering.metrics import Sample
 from tiering.prefetch import Prefetcher
 from tiering.ram import RamTier
 from tiering.readahead import Budget, ReadAhead, ReadAheadConfig
@@ -44,6 +45,9 @@ class Source(enum.IntEnum):
     RAM = 0
     DISK = 1
     UPSTREAM = 2
+
+
+SOURCE_NAMES = {Source.RAM: "ram", Source.DISK: "disk", Source.UPSTREAM: "upstream"}
 
 
 class ObjectChanged(Exception):
@@ -82,7 +86,7 @@ class Counters:
     upstream_requests: int = 0
     upstream_bytes: int = 0
     coalesced: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
+    served: dict[str, int] = field(default_factory=lambda: {"ram": 0, "disk": 0, "upstream": 0})
 
 
 class ReadThrough:
@@ -166,6 +170,13 @@ class ReadThrough:
         if meta is not None:
             return await self._revalidate(obj, meta, first_block, flight)
         return await self._cold(obj, first_block, want_checksums, flight)
+
+    async def purge(self, bucket: str, prefix: str) -> int:
+        """Forget every cached object under a prefix (admin action); returns how many."""
+        objects = await self._metas.under(bucket, prefix)
+        for obj in objects:
+            await self.invalidate(obj)
+        return len(objects)
 
     def generation(self, obj: ObjectId) -> int:
         return self._generations.get(obj, 0)
@@ -345,6 +356,36 @@ class ReadThrough:
             self.prefetcher.served(key)
         return data
 
+    def account(self, source: Source, sent_bytes: int) -> None:
+        """Bytes sent to a client, by where they came from (for metrics and stats)."""
+        self.counters.served[SOURCE_NAMES[source]] += sent_bytes
+
+    async def sample(self, workers: int = 1) -> Sample:
+        """What the tiers and this orchestrator have counted, for the metrics. The disk tier
+        is shared by all workers, so each reports its share and the sum across them is right."""
+        sample = Sample(
+            coalesced=self.counters.coalesced,
+            prefetch={
+                "issued": self.prefetcher.stats.issued_bytes,
+                "used": self.prefetcher.stats.used_bytes,
+                "wasted": self.prefetcher.stats.wasted_bytes,
+            },
+            served_bytes=dict(self.counters.served),
+            admissions={"ram": self._ram.admissions},
+            evictions={"ram": self._ram.evictions},
+            usage_bytes={"ram": self._ram.used_bytes},
+            entries={"ram": len(self._ram)},
+            capacity_bytes={"ram": self._ram.capacity_bytes},
+        )
+        if self._disk is not None:
+            used, entries = await self._disk.stats()
+            sample.admissions["disk"] = self._disk.admissions
+            sample.evictions["disk"] = self._disk.evictions
+            sample.usage_bytes["disk"] = used / workers
+            sample.entries["disk"] = entries / workers
+            sample.capacity_bytes["disk"] = self._disk.capacity_bytes / workers
+        return sample
+
     def note_read(self, obj: ObjectId, meta: ObjectMeta, start: int, end: int) -> None:
         """A client has been sent bytes start..end: read-ahead learns from it."""
         if meta.size > self.block_size:
@@ -480,7 +521,11 @@ class ReadThrough:
 
         self.counters.upstream_requests += 1
         answer = await self._upstream.fetch(
-            method, object_path(obj.bucket, obj.key), headers, max(limit, 1 << 16)
+            method,
+            object_path(obj.bucket, obj.key),
+            headers,
+            max(limit, 1 << 16),
+            operation="get_block" if method == "GET" else "head",
         )
         self.counters.upstream_bytes += len(answer.body)
         return answer

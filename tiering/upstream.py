@@ -10,6 +10,7 @@ arrived, `UpstreamBroken` when an answer stopped half-way.
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from dataclasses import dataclass
 import aiohttp
 from yarl import URL
 
+from tiering.metrics import Metrics
 from tiering.signing import EMPTY_SHA256, Signer
 
 Headers = tuple[tuple[bytes, bytes], ...]
@@ -59,19 +61,34 @@ def _map_errors() -> Iterator[None]:
 class Upstream:
     """One S3 endpoint, addressed path-style, every request signed."""
 
-    def __init__(self, base_url: str, signer: Signer, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        signer: Signer,
+        session: aiohttp.ClientSession,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self._metrics = metrics
         self._base = base_url.rstrip("/")
         self._host = URL(self._base).raw_authority
         self._signer = signer
         self._session = session
 
     async def fetch(
-        self, method: str, path: str, headers: dict[str, str], limit: int, query: str = ""
+        self,
+        method: str,
+        path: str,
+        headers: dict[str, str],
+        limit: int,
+        query: str = "",
+        operation: str = "get_block",
     ) -> Answer:
         """Send a bodiless request and read its whole answer, at most `limit` bytes of body."""
-        async with self.open(method, path, query, headers, None, EMPTY_SHA256) as response:
+        async with self.open(
+            method, path, query, headers, None, EMPTY_SHA256, operation
+        ) as response:
             body = bytearray()
-            async for piece in read_chunks(response, limit + 1 - len(body)):
+            async for piece in read_chunks(response, limit + 1):
                 body += piece
                 if len(body) > limit:
                     raise UpstreamBroken(f"answer larger than the {limit} bytes asked for")
@@ -86,16 +103,39 @@ class Upstream:
         headers: dict[str, str],
         body: AsyncIterable[bytes] | bytes | None,
         payload_hash: str,
+        operation: str = "forward",
     ) -> AsyncIterator[aiohttp.ClientResponse]:
-        """A streaming exchange: the caller reads `response.content` and must finish inside."""
+        """A streaming exchange: the caller reads `response.content` and must finish inside.
+        Counted in the metrics as `operation`, from the request to the end of the body."""
         url = f"{self._base}{path}?{query}" if query else f"{self._base}{path}"
         headers["host"] = self._host
         signed = self._signer.sign(method, url, headers, payload_hash)
-        with _map_errors():
-            async with self._session.request(
-                method, URL(url, encoded=True), headers=signed, data=body, allow_redirects=False
-            ) as response:
-                yield response
+        started = time.perf_counter()
+        received = 0
+        try:
+            with _map_errors():
+                async with self._session.request(
+                    method, URL(url, encoded=True), headers=signed, data=body, allow_redirects=False
+                ) as response:
+                    if response.status >= 500:
+                        self._error("slow_down" if response.status == 503 else "status_5xx")
+                    try:
+                        yield response
+                    finally:
+                        received = response.content.total_bytes
+        except UpstreamUnavailable:
+            self._error("unavailable")
+            raise
+        except UpstreamBroken:
+            self._error("broken")
+            raise
+        finally:
+            if self._metrics is not None:
+                self._metrics.upstream(operation, received, time.perf_counter() - started)
+
+    def _error(self, kind: str) -> None:
+        if self._metrics is not None:
+            self._metrics.upstream_error(kind)
 
 
 async def read_chunks(response: aiohttp.ClientResponse, size: int) -> AsyncIterator[bytes]:
