@@ -26,3 +26,15 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# Load tests (loadtests/README.md): moto and s3tier on free loopback ports, seeded objects, one
+# bounded headless locust run per workload; CSV and HTML reports in loadtests/results/.
+LOADTEST_RUN_TIME ?= 30s
+LOADTEST_USERS ?= 10
+LOADTEST_WORKLOADS ?= hot_set parquet_ranges read_mostly cold_scan
+
+.PHONY: loadtest
+loadtest: $(STAMP)
+	@$(BIN)/python -c 'import locust' 2>/dev/null || $(BIN)/pip install --quiet -e '.[dev]'
+	LOADTEST_RUN_TIME='$(LOADTEST_RUN_TIME)' LOADTEST_USERS='$(LOADTEST_USERS)' \
+	LOADTEST_WORKLOADS='$(LOADTEST_WORKLOADS)' $(BIN)/python loadtests/run.py
