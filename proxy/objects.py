@@ -29,6 +29,9 @@ READ_AHEAD_BLOCKS = 2  # per stream; read-ahead beyond it is the prefetcher's, w
 STATUS_BY_SOURCE = {Source.RAM: b"HIT-RAM", Source.DISK: b"HIT-DISK", Source.UPSTREAM: b"MISS"}
 # RFC 9110 §15.4.5: a 304 carries the validators and caching headers a 200 would have had.
 NOT_MODIFIED_HEADERS = frozenset({b"etag", b"last-modified", b"cache-control", b"expires"})
+CONDITIONAL_HEADERS = frozenset(
+    {"if-match", "if-none-match", "if-modified-since", "if-unmodified-since"}
+)
 _RANGE_START = re.compile(r"\s*bytes=([0-9]{1,19})-", re.IGNORECASE)
 
 
@@ -113,6 +116,8 @@ async def answer_preconditions(
     headers: Mapping[str, str], meta: ObjectMeta, status: bytes, send: Send, ids: Headers
 ) -> bool:
     """Raise 412, or send 304 and return True, or return False to go on with the request."""
+    if not CONDITIONAL_HEADERS.intersection(headers):
+        return False
     pre = Preconditions.from_headers(headers)
     if not pre.present:
         return False

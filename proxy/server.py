@@ -29,6 +29,7 @@ from proxy.app import Components, handle
 from proxy.asgi import Receive, Scope, Send
 from proxy.auth import Keyring, Principal
 from proxy.embedded import EMBEDDED_CREDENTIALS, EmbeddedS3
+from proxy.httpserver import CoalescingHttpToolsProtocol
 from tiering.disk import DiskTier
 from tiering.listing import list_prefix
 from tiering.metastore import MetaStore
@@ -175,7 +176,7 @@ def serve(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http="httptools",
+        http=CoalescingHttpToolsProtocol,
         lifespan="on",
         server_header=False,
         access_log=False,

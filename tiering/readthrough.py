@@ -419,7 +419,7 @@ class ReadThrough:
         key: BlockKey,
         load: asyncio.Future[tuple[bytes, Source]],
     ) -> None:
-        want = expected_length(key.index, self.block_size, meta.size)
+        want = expected_length(key.block, self.block_size, meta.size)
         try:
             data = await self._disk.get(key) if self._disk is not None else None
             if data is not None and len(data) == want:
@@ -441,12 +441,12 @@ class ReadThrough:
 
     async def _fetch_block(self, obj: ObjectId, meta: ObjectMeta, key: BlockKey) -> bytes:
         """One block of this version from the upstream, whole, or an exception."""
-        answer = await self._get_block(obj, key.index, meta.etag, {})
+        answer = await self._get_block(obj, key.block, meta.etag, {})
         if answer.status == 412:
             raise ObjectChanged(f"{obj.bucket}/{obj.key} changed during the read")
-        want = expected_length(key.index, self.block_size, meta.size)
+        want = expected_length(key.block, self.block_size, meta.size)
         if answer.status not in (200, 206) or len(answer.body) != want:
-            raise UpstreamBroken(f"block {key.index}: status {answer.status}")
+            raise UpstreamBroken(f"block {key.block}: status {answer.status}")
         return answer.body
 
     async def warm(self, obj: ObjectId, into_ram: bool) -> int:
