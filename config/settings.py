@@ -233,6 +233,13 @@ def _suffixes(raw: object) -> tuple[str, ...]:
     return suffixes
 
 
+def _retries(raw: object) -> int:
+    value = _whole(raw)
+    if not 0 <= value <= 10:
+        raise ValueError(f"{raw!r} is outside 0..10")
+    return value
+
+
 def _log_format(raw: object) -> str:
     if not isinstance(raw, str) or raw.strip().lower() not in ("text", "json"):
         raise ValueError(f"{raw!r} is not a log format (use text or json)")
@@ -390,6 +397,10 @@ SETTINGS: tuple[Setting, ...] = (
             "timeout for connecting to the upstream"),
     Setting("upstream_read_timeout", "upstream_read_timeout_s", _seconds, "SECONDS",
             "timeout for each read from the upstream"),
+    Setting("upstream_retries", "upstream_retries", _retries, "N",
+            "retries of an idempotent upstream read that got no answer or a 500/503"),
+    Setting("header_timeout", "header_timeout_s", _seconds, "SECONDS",
+            "how long a client may take to send its request headers"),
     Setting("log_level", "log_level", _log_level, "LEVEL", "debug, info, warning or error"),
     Setting("log_format", "log_format", _log_format, "FORMAT", "text, or json (one object a line)"),
     Setting("shutdown_grace", "shutdown_grace_s", _seconds, "SECONDS",
@@ -433,6 +444,8 @@ class Settings:
     workers: int = 1
     upstream_connect_timeout_s: float = 5.0
     upstream_read_timeout_s: float = 30.0
+    upstream_retries: int = 2
+    header_timeout_s: float = 10.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
     shutdown_grace_s: float = 30.0

@@ -23,7 +23,7 @@ import yaml
 from botocore.credentials import Credentials
 
 from config.settings import Settings, is_loopback
-from proxy import logs
+from proxy import httpserver, logs
 from proxy.admin import AdminAccess, AdminContext, build_admin
 from proxy.app import Components, handle
 from proxy.asgi import Receive, Scope, Send
@@ -36,7 +36,7 @@ from tiering.metastore import MetaStore
 from tiering.metrics import SYNC_INTERVAL_S, Metrics
 from tiering.ram import RamTier
 from tiering.readahead import ReadAheadConfig
-from tiering.readthrough import PrefetchConfig, ReadThrough
+from tiering.readthrough import PrefetchConfig, ReadThrough, RetryConfig
 from tiering.signing import Signer
 from tiering.upstream import Upstream, UpstreamBroken, UpstreamUnavailable, new_session
 from tiering.warmup import WarmJobs
@@ -91,6 +91,7 @@ class S3Tier:
             ram_max_object_bytes=s.ram_max_object_bytes,
             freshness=s.freshness,
             serve_stale_on_error=s.serve_stale_on_error,
+            retry=RetryConfig(tuple(0.05 * 5**i for i in range(s.upstream_retries))),
             prefetch=PrefetchConfig(
                 ReadAheadConfig(max_window=s.readahead_max_blocks),
                 s.prefetch_bytes,
@@ -160,6 +161,7 @@ async def readiness(upstream: Upstream, disk: DiskTier | None) -> dict[str, str]
 def serve(settings: Settings) -> None:
     """Run the proxy until interrupted."""
     logs.configure(settings.log_level, settings.log_format)
+    httpserver.configure(settings.header_timeout_s)
     embedded = None
     if settings.upstream is None:
         embedded = EmbeddedS3.start()
@@ -212,6 +214,7 @@ def app_from_environment() -> S3Tier:
     """Factory for worker processes, which cannot be handed the settings object directly."""
     settings, embedded = pickle.loads(base64.b64decode(os.environ[SETTINGS_ENV]))
     logs.configure(settings.log_level, settings.log_format)
+    httpserver.configure(settings.header_timeout_s)
     return build_app(settings, embedded)
 
 

@@ -9,7 +9,13 @@ from hypothesis import strategies as st
 from tiering.blocks import block_bounds, block_count, block_span, expected_length, slice_block
 from tiering.freshness import Freshness as F
 from tiering.freshness import is_fresh
-from tiering.meta import ObjectMeta, content_range_total, meta_from_bytes, meta_to_bytes
+from tiering.meta import (
+    ObjectMeta,
+    content_range_total,
+    md5_matches,
+    meta_from_bytes,
+    meta_to_bytes,
+)
 
 B = 100
 
@@ -110,3 +116,22 @@ def test_content_range_total(value: str, total: int | None) -> None:
 )
 def test_freshness_decisions(freshness: F, age: float, fresh: bool) -> None:
     assert is_fresh(freshness, validated_at=100.0, now=100.0 + age) is fresh
+
+
+@pytest.mark.parametrize(
+    ("etag", "extra", "body", "ok"),
+    [
+        ('"5d41402abc4b2a76b9719d911017c592"', (), b"hello", True),
+        ('"5d41402abc4b2a76b9719d911017c592"', (), b"hellO", False),
+        ('"5d41402abc4b2a76b9719d911017c592-2"', (), b"hellO", True),
+        ('"5d41402abc4b2a76b9719d911017c592"',
+         ((b"x-amz-server-side-encryption", b"aws:kms"),), b"hellO", True),
+        ('"5d41402abc4b2a76b9719d911017c592"',
+         ((b"x-amz-server-side-encryption", b"AES256"),), b"hellO", False),
+    ],
+)  # fmt: skip
+def test_a_body_is_checked_against_an_md5_etag_only_where_s3_makes_one(
+    etag: str, extra: tuple[tuple[bytes, bytes], ...], body: bytes, ok: bool
+) -> None:
+    meta = ObjectMeta.from_upstream(((b"ETag", etag.encode()), *extra), len(body), 0.0, False)
+    assert md5_matches(meta, body) is ok

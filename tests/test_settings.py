@@ -245,7 +245,8 @@ EXPECTED_ENV_VARS = [
     "S3TIER_PREFETCH_FOOTER", "S3TIER_FRESHNESS",
     "S3TIER_SERVE_STALE_ON_ERROR", "S3TIER_AUTH", "S3TIER_CREDENTIALS_FILE", "S3TIER_ADMIN_TOKEN",
     "S3TIER_WORKERS", "S3TIER_UPSTREAM_CONNECT_TIMEOUT", "S3TIER_UPSTREAM_READ_TIMEOUT",
-    "S3TIER_LOG_LEVEL", "S3TIER_LOG_FORMAT", "S3TIER_SHUTDOWN_GRACE",
+    "S3TIER_UPSTREAM_RETRIES", "S3TIER_HEADER_TIMEOUT", "S3TIER_LOG_LEVEL", "S3TIER_LOG_FORMAT",
+    "S3TIER_SHUTDOWN_GRACE",
 ]  # fmt: skip
 
 
@@ -297,6 +298,8 @@ PRECEDENCE = [
     ("workers", (2, 2), ("3", 3), ("4", 4)),
     ("upstream_connect_timeout", (1, 1.0), ("2.5", 2.5), ("0.1", 0.1)),
     ("upstream_read_timeout", (10, 10.0), ("20", 20.0), ("60", 60.0)),
+    ("upstream_retries", (0, 0), ("3", 3), ("1", 1)),
+    ("header_timeout", (5, 5.0), ("2.5", 2.5), ("60", 60.0)),
     ("log_level", ("debug", "debug"), ("WARNING", "warning"), ("error", "error")),
     ("log_format", ("json", "json"), ("TEXT", "text"), ("json", "json")),
     ("shutdown_grace", (5, 5.0), ("10", 10.0), ("0.5", 0.5)),
@@ -445,8 +448,14 @@ def test_redacted_is_json_with_every_field() -> None:
 
 
 def test_auth_defaults_to_sigv4_unless_bound_to_loopback() -> None:
-    for host, auth in [("127.0.0.1", "none"), ("::1", "none"), ("localhost", "none"),
-                       ("0.0.0.0", "sigv4"), ("10.1.2.3", "sigv4"), ("proxy.internal", "sigv4")]:
+    for host, auth in [
+        ("127.0.0.1", "none"),
+        ("::1", "none"),
+        ("localhost", "none"),
+        ("0.0.0.0", "sigv4"),
+        ("10.1.2.3", "sigv4"),
+        ("proxy.internal", "sigv4"),
+    ]:
         assert Settings.from_sources({"host": host}, BASE_ENV).auth == auth, host
     assert Settings.from_sources({"host": "0.0.0.0", "auth": "none"}, BASE_ENV).auth == "none"
 
@@ -503,6 +512,8 @@ BAD_VALUES = [
     ("upstream_connect_timeout", "0", "is not a positive number of seconds"),
     ("upstream_connect_timeout", "soon", "is not a positive number of seconds"),
     ("upstream_read_timeout", "inf", "is not a positive number of seconds"),
+    ("upstream_retries", "11", "is outside 0..10"),
+    ("header_timeout", "0", "seconds"),
     ("log_level", "verbose", "is not a log level"),
     ("log_format", "xml", "is not a log format"),
     ("shutdown_grace", "-1", "seconds"),

@@ -88,3 +88,40 @@ def test_a_scan_of_one_hit_blocks_does_not_flush_a_hot_set(tier: Any) -> None:
         assert len(survivors) == len(hot)
 
     run(go())
+
+
+def test_a_corrupt_block_on_disk_is_dropped_and_reads_as_a_miss(tmp_path: Path) -> None:
+    disk = DiskTier(str(tmp_path / "disk"), 64 << 20, policy=TinyLFUPolicy(16 << 20))
+
+    async def go() -> None:
+        await disk.put(key(1), b"a" * 40_000)  # 32 KiB and more: stored as a file
+        await disk.put(key(2), b"b" * 40_000)
+        files = sorted(p for p in (tmp_path / "disk").rglob("*.val"))
+        assert len(files) == 2
+        flipped = bytearray(files[0].read_bytes())
+        flipped[100] ^= 0xFF
+        files[0].write_bytes(bytes(flipped))
+        files[1].write_bytes(files[1].read_bytes()[:1000])  # truncated
+        assert await disk.get(key(1)) is None
+        assert await disk.get(key(2)) is None
+        assert disk.corrupt == 2
+        assert await disk.put(key(1), b"a" * 40_000)  # fetched again and stored whole
+        assert await disk.get(key(1)) == b"a" * 40_000
+
+    try:
+        asyncio.run(go())
+    finally:
+        disk.close()
+
+
+def test_a_damaged_index_is_moved_aside_and_the_tier_starts_empty(tmp_path: Path) -> None:
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    (folder / "cache.db").write_bytes(b"this is not a SQLite database" * 100)
+    disk = DiskTier(str(folder), 64 << 20)
+    try:
+        assert asyncio.run(disk.get(key(1))) is None
+        assert asyncio.run(disk.put(key(1), b"fresh")) is True
+        assert asyncio.run(disk.get(key(1))) == b"fresh"
+    finally:
+        disk.close()

@@ -14,15 +14,24 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import shutil
+import sqlite3
+import struct
+import threading
+import time
 from collections.abc import Hashable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import diskcache
+import xxhash
 
 from tiering.policy import Policy, TinyLFUPolicy
 
 log = logging.getLogger("s3tier.disk")
+_HASH = struct.Struct(">Q")
+CORRUPT = b"\x00corrupt"  # a sentinel no real block is (blocks carry a trailer, this does not)
 
 
 class DiskTier:
@@ -43,21 +52,23 @@ class DiskTier:
         )
         self.admissions = 0
         self.evictions = 0
+        self.corrupt = 0
         self.capacity_bytes = max_bytes
-        self._cache = diskcache.Cache(
-            directory,
-            size_limit=max_bytes,
-            eviction_policy="least-recently-used",
-            cull_limit=16,
-            statistics=False,
-        )
+        self._cache = _open(directory, max_bytes)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3tier-disk")
         self.errors = 0
 
     async def get(self, key: Hashable) -> bytes | None:
-        value = await self._run(self._cache.get, key)
-        data = value if isinstance(value, bytes) else None
-        if data is not None and key not in self._policy:
+        data: bytes | None = await self._run(self._load, key)
+        if data is None:
+            self._policy.access(key, 0, 0.0)
+            return None
+        if data is CORRUPT:
+            self.corrupt += 1
+            self._policy.remove(key)
+            log.warning("disk tier: dropped a corrupt block (checksum or length mismatch)")
+            return None
+        if key not in self._policy:
             self._policy.admit(key, len(data), 0.0)  # resident from before a restart
         self._policy.access(key, len(data) if data is not None else 0, 0.0)
         return data
@@ -71,7 +82,22 @@ class DiskTier:
         if key in evicted:
             return False
         self.admissions += 1
-        return bool(await self._run(self._cache.set, key, value))
+        return bool(await self._run(self._store, key, value))
+
+    def _store(self, key: Hashable, value: bytes) -> bool:
+        # Every block carries a hash of itself (XXH3), checked on each read: a flipped byte or
+        # a truncated file is found before it is served, never after.
+        return bool(self._cache.set(key, value + _HASH.pack(xxhash.xxh3_64_intdigest(value))))
+
+    def _load(self, key: Hashable) -> bytes | None:
+        stored = self._cache.get(key)
+        if not isinstance(stored, bytes):
+            return None
+        data, trailer = stored[: -_HASH.size], stored[-_HASH.size :]
+        if len(stored) < _HASH.size or _HASH.unpack(trailer)[0] != xxhash.xxh3_64_intdigest(data):
+            self._cache.delete(key)
+            return CORRUPT
+        return data
 
     # Small records (object metadata) are kept outside the block policy: they are tiny, and
     # losing one costs a round trip, not a transfer.
@@ -126,3 +152,19 @@ class DiskTier:
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         self._cache.close()
+
+
+def _open(directory: str, max_bytes: int) -> diskcache.Cache:
+    """The cache in `directory`; a damaged index is moved aside and the tier starts empty,
+    rather than the server crash-looping on it. The damaged folder is removed in the background."""
+    settings = dict(
+        size_limit=max_bytes, eviction_policy="least-recently-used", cull_limit=16, statistics=False
+    )
+    try:
+        return diskcache.Cache(directory, **settings)
+    except sqlite3.DatabaseError as exc:
+        aside = f"{directory}.damaged-{int(time.time())}"
+        log.warning("disk tier index damaged (%s): moved to %s, starting empty", exc, aside)
+        os.rename(directory, aside)
+        threading.Thread(target=shutil.rmtree, args=(aside, True), daemon=True).start()
+        return diskcache.Cache(directory, **settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, replace
 from email.utils import parsedate_to_datetime
@@ -94,6 +95,23 @@ def _replayable(etag: str, checksums: Headers) -> Headers:
     if multipart and not any(name == CHECKSUM_TYPE for name, _ in checksums):
         return ()
     return checksums
+
+
+def md5_matches(meta: ObjectMeta, whole_body: bytes) -> bool:
+    """False only when the ETag is a plain MD5 of the content and the body does not hash to it.
+
+    S3's ETag is the MD5 of the bytes for single-part objects stored unencrypted or with SSE-S3;
+    multipart ETags end in -N, and SSE-KMS/SSE-C ETags are not MD5s, so those are not checked.
+    """
+    etag = meta.etag.strip('"')
+    encrypted = any(
+        name in (b"x-amz-server-side-encryption-customer-algorithm",)
+        or (name == b"x-amz-server-side-encryption" and value.startswith(b"aws:kms"))
+        for name, value in meta.headers
+    )
+    if encrypted or len(etag) != 32 or not all(c in "0123456789abcdef" for c in etag):
+        return True
+    return hashlib.md5(whole_body, usedforsecurity=False).hexdigest() == etag
 
 
 def parse_date(value: str) -> int | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import random
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -24,10 +25,11 @@ from typing import Any
 from cachetools import LRUCache
 
 from proxy.errors import UpstreamAnswer
+from proxy.s3request import object_path
 from tiering.blocks import BlockKey, ObjectId, block_count, expected_length
 from tiering.disk import DiskTier
 from tiering.freshness import FreshnessPolicy, is_fresh
-from tiering.meta import ObjectMeta, content_range_total
+from tiering.meta import ObjectMeta, content_range_total, md5_matches
 from tiering.metastore import MetaStore
 from tiering.metrics import Sample
 from tiering.prefetch import Prefetcher
@@ -81,6 +83,16 @@ class PrefetchConfig:
     footer_suffixes: tuple[str, ...] = (".parquet",)
 
 
+RETRY_STATUSES = frozenset({500, 503})
+
+
+@dataclass(frozen=True, slots=True)
+class RetryConfig:
+    """Pauses before each retry of an idempotent upstream read; () switches retries off."""
+
+    backoffs_s: tuple[float, ...] = (0.05, 0.25)
+
+
 @dataclass(slots=True)
 class Counters:
     upstream_requests: int = 0
@@ -104,8 +116,10 @@ class ReadThrough:
         freshness: FreshnessPolicy,
         serve_stale_on_error: bool,
         prefetch: PrefetchConfig = PrefetchConfig(),
+        retry: RetryConfig = RetryConfig(),
         clock: Callable[[], float] = time.time,
     ) -> None:
+        self._retry = retry
         self._ram = ram
         self._disk = disk
         self._metas = metas
@@ -290,6 +304,8 @@ class ReadThrough:
         if len(answer.body) != expected_length(index, self.block_size, size):
             raise UpstreamBroken("block length differs from Content-Range")
         meta = ObjectMeta.from_upstream(answer.headers, size, self._clock(), whole=False)
+        if len(answer.body) == size and not md5_matches(meta, answer.body):
+            raise UpstreamBroken("the object's bytes do not match its ETag")
         if head is not None:
             meta = await self._merge_checksums(meta, head)
         self._remember(obj, meta, flight)
@@ -517,18 +533,27 @@ class ReadThrough:
     async def _call(
         self, method: str, obj: ObjectId, headers: dict[str, str], limit: int
     ) -> Answer:
-        from proxy.s3request import object_path
-
-        self.counters.upstream_requests += 1
-        answer = await self._upstream.fetch(
-            method,
-            object_path(obj.bucket, obj.key),
-            headers,
-            max(limit, 1 << 16),
-            operation="get_block" if method == "GET" else "head",
-        )
-        self.counters.upstream_bytes += len(answer.body)
-        return answer
+        """A GET of a block or a HEAD: idempotent, so retried with backoff when no answer came
+        (refused, reset, timed out) or the upstream said 500/503. A body that broke off
+        half-way is not retried: the client already saw the failure, and that is final."""
+        path = object_path(obj.bucket, obj.key)
+        operation = "get_block" if method == "GET" else "head"
+        for attempt, pause in enumerate((*self._retry.backoffs_s, None)):
+            self.counters.upstream_requests += 1
+            try:
+                answer = await self._upstream.fetch(
+                    method, path, dict(headers), max(limit, 1 << 16), operation=operation
+                )
+            except UpstreamUnavailable:
+                if pause is None:
+                    raise
+            else:
+                self.counters.upstream_bytes += len(answer.body)
+                if answer.status not in RETRY_STATUSES or pause is None:
+                    return answer
+            log.info("retrying %s %s (attempt %d)", method, path, attempt + 2)
+            await asyncio.sleep(pause * (0.5 + random.random()))
+        raise AssertionError("unreachable")
 
     # -- tasks ------------------------------------------------------------------------------
 
