@@ -46,6 +46,7 @@ METRICS = frozenset({
     "s3tier_admissions_total",
     "s3tier_tier_usage_bytes",
     "s3tier_tier_capacity_bytes",
+    "s3tier_tier_errors_total",
     "s3tier_tier_entries",
     "s3tier_requests_in_flight",
     "s3tier_response_duration_seconds",

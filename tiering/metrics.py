@@ -48,6 +48,7 @@ class Sample:
     entries: dict[str, float] = field(default_factory=dict)
     capacity_bytes: dict[str, float] = field(default_factory=dict)
     served_bytes: dict[str, int] = field(default_factory=dict)  # by tier
+    disk_errors: dict[str, int] = field(default_factory=dict)  # by kind: io, corrupt
 
 
 class Metrics:
@@ -93,6 +94,10 @@ class Metrics:
             ["outcome"], registry=r,
         )  # fmt: skip
         self.evictions = Counter("s3tier_evictions", "Blocks evicted", ["tier"], registry=r)
+        self.tier_errors = Counter(
+            "s3tier_tier_errors", "Tier failures served as misses: io errors, corrupt blocks",
+            ["tier", "kind"], registry=r,
+        )  # fmt: skip
         self.admissions = Counter("s3tier_admissions", "Blocks admitted", ["tier"], registry=r)
         self.tier_usage = Gauge(
             "s3tier_tier_usage_bytes", "Bytes held by each tier", ["tier"], registry=r,
@@ -154,6 +159,10 @@ class Metrics:
         _add(self.admissions, now.admissions, last.admissions)
         _add(self.evictions, now.evictions, last.evictions)
         _add(self.served_bytes, now.served_bytes, last.served_bytes)
+        for kind, value in now.disk_errors.items():
+            delta = value - last.disk_errors.get(kind, 0)
+            if delta > 0:
+                self.tier_errors.labels("disk", kind).inc(delta)
         _set(self.tier_usage, now.usage_bytes)
         _set(self.tier_entries, now.entries)
         _set(self.tier_capacity, now.capacity_bytes)

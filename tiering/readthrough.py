@@ -400,6 +400,7 @@ class ReadThrough:
             sample.usage_bytes["disk"] = used / workers
             sample.entries["disk"] = entries / workers
             sample.capacity_bytes["disk"] = self._disk.capacity_bytes / workers
+            sample.disk_errors = {"io": self._disk.errors, "corrupt": self._disk.corrupt}
         return sample
 
     def note_read(self, obj: ObjectId, meta: ObjectMeta, start: int, end: int) -> None:
