@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -152,3 +153,35 @@ class RepeatingFile:
             return bytes(out[:size])
         self._pending = b""
         return bytes(out)
+
+
+class PeakRss:
+    """Samples a process's resident memory in a thread while in use: `growth` is the peak
+    over what it was on entry."""
+
+    def __init__(self, pid: int, interval_s: float = 0.02) -> None:
+        import psutil
+
+        self._process = psutil.Process(pid)
+        self._interval_s = interval_s
+        self.baseline = self.peak = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def __enter__(self) -> PeakRss:
+        self.baseline = self.peak = self._process.memory_info().rss
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    @property
+    def growth(self) -> int:
+        return self.peak - self.baseline
+
+    def _sample(self) -> None:
+        while not self._done.is_set():
+            self.peak = max(self.peak, self._process.memory_info().rss)
+            time.sleep(self._interval_s)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.harness import RepeatingFile, S3TierServer, s3_client
+from tests.harness import PeakRss, RepeatingFile, S3TierServer, s3_client
 from tests.upstream_shim import UpstreamShim
 
 IGNORED = {
@@ -163,35 +163,17 @@ def test_delete_through_the_proxy_is_seen_at_once_even_under_immutable(
 def test_a_large_put_streams_through_with_bounded_server_memory(
     start_s3tier: Any, direct: Any, bucket: str
 ) -> None:
-    import psutil
-
     server = start_s3tier("--put-cache-max", "256MiB", "--ram-bytes", "16MiB")
     size, piece = 192 << 20, os.urandom(1 << 20)
     expected = hashlib.sha256(piece * (size // len(piece))).hexdigest()
-    process = psutil.Process(server.pid)
-    baseline = process.memory_info().rss
-    peak = baseline
-    done = threading.Event()
-
-    def sample() -> None:
-        nonlocal peak
-        while not done.is_set():
-            peak = max(peak, process.memory_info().rss)
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample)
-    sampler.start()
-    try:
+    with PeakRss(server.pid) as rss:
         got = requests.put(
             f"{server.url}/{bucket}/large",
             data=RepeatingFile(piece, size // len(piece)),
             timeout=300,
         )
-    finally:
-        done.set()
-        sampler.join()
     assert got.status_code == 200, got.text
     stored = direct.get_object(Bucket=bucket, Key="large")["Body"]
     assert hashlib.sha256(stored.read()).hexdigest() == expected
     # The body is spooled to a file, not held: growth stays far below its 192 MiB.
-    assert peak - baseline < 80 << 20, (baseline, peak)
+    assert rss.growth < 80 << 20, (rss.baseline, rss.peak)
