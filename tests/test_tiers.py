@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -125,3 +126,23 @@ def test_a_damaged_index_is_moved_aside_and_the_tier_starts_empty(tmp_path: Path
         assert asyncio.run(disk.get(key(1))) == b"fresh"
     finally:
         disk.close()
+
+
+def test_orphaned_value_files_are_reclaimed_after_an_unclean_shutdown(tmp_path: Path) -> None:
+    folder = tmp_path / "disk"
+    disk = DiskTier(str(folder), 64 << 20, policy=TinyLFUPolicy(16 << 20))
+    asyncio.run(disk.put(key(1), b"k" * 40_000))
+    disk.close()
+    orphan = folder / "ab" / "cd" / "orphan-from-a-killed-write.val"
+    orphan.parent.mkdir(parents=True)
+    orphan.write_bytes(b"x" * 40_000)
+    (folder / "s3tier-clean-shutdown").unlink()  # as if the process had been killed
+    reopened = DiskTier(str(folder), 64 << 20, policy=TinyLFUPolicy(16 << 20))
+    try:
+        deadline = time.monotonic() + 10
+        while orphan.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not orphan.exists()
+        assert asyncio.run(reopened.get(key(1))) == b"k" * 40_000  # real blocks survive
+    finally:
+        reopened.close()

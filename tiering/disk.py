@@ -13,6 +13,7 @@ rather than scanning the folder at start-up, the policy learns resident blocks a
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -31,6 +32,7 @@ from tiering.policy import Policy, TinyLFUPolicy
 
 log = logging.getLogger("s3tier.disk")
 _HASH = struct.Struct(">Q")
+CLEAN_MARKER = "s3tier-clean-shutdown"
 CORRUPT = b"\x00corrupt"  # a sentinel no real block is (blocks carry a trailer, this does not)
 
 
@@ -55,7 +57,15 @@ class DiskTier:
         self.corrupt = 0
         self.capacity_bytes = max_bytes
         self._cache = _open(directory, max_bytes)
+        self._marker = os.path.join(directory, CLEAN_MARKER)
+        unclean = not os.path.exists(self._marker) and len(self._cache) > 0
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(self._marker)  # absent while running: a crash leaves it absent
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3tier-disk")
+        if unclean:
+            # A process killed mid-write can leave value files no index row points to; find and
+            # remove them in the background rather than delaying start-up.
+            self._pool.submit(self._reclaim_orphans)
         self.errors = 0
 
     async def get(self, key: Hashable) -> bytes | None:
@@ -149,9 +159,18 @@ class DiskTier:
         result = await self._run(lambda: (self._cache.volume(), len(self._cache)))
         return result if result is not None else (0, 0)
 
+    def _reclaim_orphans(self) -> None:
+        try:
+            problems = self._cache.check(fix=True)
+            log.warning("disk tier: unclean shutdown; repaired %d problems", len(problems))
+        except Exception as exc:  # repair is best effort; serving goes on either way
+            log.warning("disk tier: repair after unclean shutdown failed: %s", exc)
+
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         self._cache.close()
+        with open(self._marker, "w", encoding="utf-8") as marker:
+            marker.write("s3tier stopped cleanly\n")
 
 
 def _open(directory: str, max_bytes: int) -> diskcache.Cache:
