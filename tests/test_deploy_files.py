@@ -496,3 +496,18 @@ def test_chart_readme_and_notes_show_sidecar_users_the_loopback_endpoint() -> No
     notes = (TEMPLATES / "NOTES.txt").read_text(encoding="utf-8")
     assert "examples/sidecar-pod.yaml" in readme and "examples/sidecar-pod.yaml" in notes
     assert "http://127.0.0.1:8080" in readme and "http://127.0.0.1:" in notes
+
+
+# Settings the chart sets from values of its own (addresses, sizes in MiB/GiB, auth block,
+# workers), not under `settings`.
+SET_ELSEWHERE = frozenset(
+    {"host", "port", "disk_dir", "disk_bytes", "ram_bytes", "workers", "auth",
+     "credentials_file", "admin_token"}
+)  # fmt: skip
+
+
+def test_every_setting_can_be_given_through_the_chart() -> None:
+    schema = json.loads((CHART / "values.schema.json").read_text())
+    settable = set(schema["properties"]["settings"]["properties"])
+    missing = {s.name for s in SETTINGS} - settable - SET_ELSEWHERE
+    assert not missing, f"add to values.schema.json settings: {sorted(missing)}"
