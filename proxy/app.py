@@ -23,7 +23,7 @@ from proxy.errors import (
     new_request_id,
     render,
 )
-from proxy.s3request import S3Request
+from proxy.s3request import S3Request, check_wire
 from tiering.metrics import Metrics, operation_of
 from tiering.readthrough import ReadThrough
 from tiering.upstream import Upstream, UpstreamBroken, UpstreamUnavailable
@@ -120,6 +120,7 @@ async def _answer(
     verified: Verified | None = None
     operation = "other"
     try:
+        check_wire(method, scope.get("http_version", "1.1"), scope["headers"])
         req = S3Request.parse(method, raw_path, scope["query_string"], headers, c.base_domain)
         resource = req.resource
         operation = operation_of(method, req.bucket, req.key, (k for k, _ in req.query))

@@ -6,11 +6,12 @@ never normalised, so `a/../b`, `a//b` and `100%25.txt` stay the distinct keys S3
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import quote, unquote, unquote_to_bytes
 
-from proxy.errors import InvalidURI
+from proxy.errors import InvalidRequest, InvalidURI, MethodNotAllowed, S3Error
 
 # Query parameters that do not change what GET/HEAD object returns. Everything else
 # (versionId, partNumber, response-*, acl, tagging, ...) makes the request a pass-through.
@@ -36,6 +37,29 @@ BYPASS_HEADERS = (
     "x-amz-expected-bucket-owner",
 )
 CACHEABLE_METHODS = frozenset({"GET", "HEAD"})
+S3_METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE", "OPTIONS"})
+HEADER_SECTION_LIMIT = 8192  # S3 refuses larger header sections (RequestHeaderSectionTooLarge)
+_HOST = re.compile(r"(?:[A-Za-z0-9._~%!$&'()*+,;=-]*|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?")
+
+
+class HeaderSectionTooLarge(S3Error):
+    status = 400
+    code = "RequestHeaderSectionTooLarge"
+    message = "Your request header section exceeds the maximum allowed size."
+
+
+def check_wire(method: str, http_version: str, scope_headers: list[tuple[bytes, bytes]]) -> None:
+    """What must be refused before a request is read as S3: oversized header sections,
+    missing or malformed Host (RFC 9112 §3.2: 400), and methods S3 does not have (405)."""
+    if sum(len(n) + len(v) + 4 for n, v in scope_headers) > HEADER_SECTION_LIMIT:
+        raise HeaderSectionTooLarge()
+    hosts = [v for n, v in scope_headers if n == b"host"]
+    if http_version != "1.0" and len(hosts) != 1:
+        raise InvalidRequest("A request must carry exactly one Host header.")
+    if hosts and not _HOST.fullmatch(hosts[0].decode("latin-1")):
+        raise InvalidRequest("The Host header is not a valid host.")
+    if method not in S3_METHODS:
+        raise MethodNotAllowed(Method=method, ResourceType="OBJECT")
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,6 +14,8 @@ import logging
 import os
 import pickle
 import shutil
+import tempfile
+import threading
 from dataclasses import replace
 from typing import Any
 
@@ -30,7 +32,7 @@ from proxy.asgi import Receive, Scope, Send
 from proxy.auth import Keyring, Principal
 from proxy.embedded import EMBEDDED_CREDENTIALS, EmbeddedS3
 from proxy.httpserver import CoalescingHttpToolsProtocol
-from tiering.disk import DiskTier
+from tiering.disk import DiskTier, mark_clean, reclaim_orphans, unclean_since_last_run
 from tiering.listing import list_prefix
 from tiering.metastore import MetaStore
 from tiering.metrics import SYNC_INTERVAL_S, Metrics
@@ -81,7 +83,7 @@ class S3Tier:
         session = new_session(s.upstream_connect_timeout_s, s.upstream_read_timeout_s)
         upstream = Upstream(s.upstream, Signer(self._credentials, s.region), session, self._metrics)
         self._session = session
-        self._disk = DiskTier(s.disk_dir, s.disk_bytes) if s.disk_bytes > 0 else None
+        self._disk = open_disk_tier(s.disk_dir, s.disk_bytes)
         readthrough = ReadThrough(
             ram=RamTier(s.ram_bytes),
             disk=self._disk,
@@ -145,6 +147,18 @@ class S3Tier:
             self._disk.close()
 
 
+def open_disk_tier(directory: str, max_bytes: int) -> DiskTier | None:
+    """The disk tier, or None when it is switched off or cannot be opened: a broken disk
+    degrades the proxy to RAM and pass-through, it does not stop it."""
+    if max_bytes <= 0:
+        return None
+    try:
+        return DiskTier(directory, max_bytes)
+    except Exception as exc:
+        log.warning("disk tier unavailable, serving without it: %s: %s", type(exc).__name__, exc)
+        return None
+
+
 async def readiness(upstream: Upstream, disk: DiskTier | None) -> dict[str, str]:
     """The upstream answers (any HTTP status will do) and the disk tier takes writes."""
     checks: dict[str, str] = {}
@@ -174,6 +188,8 @@ def serve(settings: Settings) -> None:
             "listening on %s with --auth none: anyone who can reach it can use it", settings.host
         )
     log.info("starting s3tier %s", json.dumps(settings.redacted(), default=str))
+    if settings.disk_bytes > 0 and unclean_since_last_run(settings.disk_dir):
+        threading.Thread(target=reclaim_orphans, args=(settings.disk_dir,), daemon=True).start()
     common: dict[str, Any] = dict(
         host=settings.host,
         port=settings.port,
@@ -192,9 +208,7 @@ def serve(settings: Settings) -> None:
         else:
             os.environ[SETTINGS_ENV] = _encode(settings, embedded is not None)
             # Several processes: metrics go to shared memory-mapped files, summed at scrape.
-            os.environ["PROMETHEUS_MULTIPROC_DIR"] = _fresh_dir(
-                os.path.join(settings.disk_dir, "metrics")
-            )
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="s3tier-metrics-")
             uvicorn.run(
                 "proxy.server:app_from_environment",
                 factory=True,
@@ -202,6 +216,11 @@ def serve(settings: Settings) -> None:
                 **common,
             )
     finally:
+        if settings.disk_bytes > 0:
+            mark_clean(settings.disk_dir)
+        metrics_dir = os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
         if embedded is not None:
             embedded.stop()
 
@@ -247,9 +266,3 @@ def client_keyring(settings: Settings, upstream: Credentials | None) -> Keyring:
         raise SystemExit("s3tier: --auth sigv4 needs --credentials-file or AWS credentials")
     frozen = upstream.get_frozen_credentials()
     return Keyring([Principal(frozen.access_key, frozen.secret_key, None)])
-
-
-def _fresh_dir(path: str) -> str:
-    shutil.rmtree(path, ignore_errors=True)
-    os.makedirs(path)
-    return path

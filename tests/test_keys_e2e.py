@@ -62,7 +62,8 @@ LOOKALIKES = [
 # diskcache names every value file itself (two hex levels, then a random hex name), and an
 # upload waiting for the upstream spools under a name tempfile chose.
 S3TIER_FILE = re.compile(
-    r"cache\.db(-wal|-shm)?|[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{28}\.val|spool/s3tier-spool-\w+"
+    r"cache/cache\.db(-wal|-shm|-journal)?|cache/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{28}\.val"
+    r"|spool/s3tier-spool-\w+|s3tier-clean-shutdown"
 )
 BODY_FILLER_BYTES = 40_000  # above diskcache's 32 KiB: blocks are stored as files, not rows
 

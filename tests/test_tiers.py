@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +10,7 @@ from typing import Any
 import pytest
 
 from tiering.blocks import BlockKey
-from tiering.disk import DiskTier
+from tiering.disk import DiskTier, mark_clean, reclaim_orphans, unclean_since_last_run
 from tiering.policy import TinyLFUPolicy
 from tiering.ram import RamTier
 
@@ -117,8 +116,8 @@ def test_a_corrupt_block_on_disk_is_dropped_and_reads_as_a_miss(tmp_path: Path) 
 
 def test_a_damaged_index_is_moved_aside_and_the_tier_starts_empty(tmp_path: Path) -> None:
     folder = tmp_path / "disk"
-    folder.mkdir()
-    (folder / "cache.db").write_bytes(b"this is not a SQLite database" * 100)
+    (folder / "cache").mkdir(parents=True)
+    (folder / "cache" / "cache.db").write_bytes(b"this is not a SQLite database" * 100)
     disk = DiskTier(str(folder), 64 << 20)
     try:
         assert asyncio.run(disk.get(key(1))) is None
@@ -130,19 +129,24 @@ def test_a_damaged_index_is_moved_aside_and_the_tier_starts_empty(tmp_path: Path
 
 def test_orphaned_value_files_are_reclaimed_after_an_unclean_shutdown(tmp_path: Path) -> None:
     folder = tmp_path / "disk"
+    assert not unclean_since_last_run(str(folder))  # nothing there yet: nothing to repair
     disk = DiskTier(str(folder), 64 << 20, policy=TinyLFUPolicy(16 << 20))
     asyncio.run(disk.put(key(1), b"k" * 40_000))
     disk.close()
-    orphan = folder / "ab" / "cd" / "orphan-from-a-killed-write.val"
+    mark_clean(str(folder))
+    assert not unclean_since_last_run(str(folder))  # stopped cleanly; the marker is now gone
+    orphan = folder / "cache" / "ab" / "cd" / "orphan-from-a-killed-write.val"
     orphan.parent.mkdir(parents=True)
     orphan.write_bytes(b"x" * 40_000)
-    (folder / "s3tier-clean-shutdown").unlink()  # as if the process had been killed
+    spooled = folder / "spool" / "upload-in-flight"  # beside the cache: never touched
+    spooled.parent.mkdir()
+    spooled.write_bytes(b"y")
+    assert unclean_since_last_run(str(folder))  # no marker: as if the process had been killed
+    reclaim_orphans(str(folder))
+    assert not orphan.exists()
+    assert spooled.exists()
     reopened = DiskTier(str(folder), 64 << 20, policy=TinyLFUPolicy(16 << 20))
     try:
-        deadline = time.monotonic() + 10
-        while orphan.exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not orphan.exists()
         assert asyncio.run(reopened.get(key(1))) == b"k" * 40_000  # real blocks survive
     finally:
         reopened.close()

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import shutil
 import sqlite3
 import struct
@@ -56,16 +57,8 @@ class DiskTier:
         self.evictions = 0
         self.corrupt = 0
         self.capacity_bytes = max_bytes
-        self._cache = _open(directory, max_bytes)
-        self._marker = os.path.join(directory, CLEAN_MARKER)
-        unclean = not os.path.exists(self._marker) and len(self._cache) > 0
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(self._marker)  # absent while running: a crash leaves it absent
+        self._cache = _open(cache_folder(directory), max_bytes)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3tier-disk")
-        if unclean:
-            # A process killed mid-write can leave value files no index row points to; find and
-            # remove them in the background rather than delaying start-up.
-            self._pool.submit(self._reclaim_orphans)
         self.errors = 0
 
     async def get(self, key: Hashable) -> bytes | None:
@@ -96,18 +89,28 @@ class DiskTier:
 
     def _store(self, key: Hashable, value: bytes) -> bool:
         # Every block carries a hash of itself (XXH3), checked on each read: a flipped byte or
-        # a truncated file is found before it is served, never after.
-        return bool(self._cache.set(key, value + _HASH.pack(xxhash.xxh3_64_intdigest(value))))
+        # a truncated file is found before it is served, never after. Written from a reader so
+        # that block and trailer are never joined into a copy of the block.
+        trailer = _HASH.pack(xxhash.xxh3_64_intdigest(value))
+        return bool(self._cache.set(key, _Chained(value, trailer), read=True))
 
     def _load(self, key: Hashable) -> bytes | None:
-        stored = self._cache.get(key)
-        if not isinstance(stored, bytes):
+        handle = self._cache.get(key, read=True)
+        if handle is None:
             return None
-        data, trailer = stored[: -_HASH.size], stored[-_HASH.size :]
-        if len(stored) < _HASH.size or _HASH.unpack(trailer)[0] != xxhash.xxh3_64_intdigest(data):
+        with handle:
+            stored = handle.read()
+        if len(stored) < _HASH.size:
             self._cache.delete(key)
             return CORRUPT
-        return data
+        view = memoryview(stored)
+        (expected,) = _HASH.unpack(view[-_HASH.size :])
+        if expected != xxhash.xxh3_64_intdigest(view[: -_HASH.size]):
+            self._cache.delete(key)
+            return CORRUPT
+        # The only copy made on a read: bytes without the trailer. (A file read into a
+        # bytearray would save it, but diskcache and the tiers want bytes.)
+        return view[: -_HASH.size].tobytes()
 
     # Small records (object metadata) are kept outside the block policy: they are tiny, and
     # losing one costs a round trip, not a transfer.
@@ -159,31 +162,106 @@ class DiskTier:
         result = await self._run(lambda: (self._cache.volume(), len(self._cache)))
         return result if result is not None else (0, 0)
 
-    def _reclaim_orphans(self) -> None:
-        try:
-            problems = self._cache.check(fix=True)
-            log.warning("disk tier: unclean shutdown; repaired %d problems", len(problems))
-        except Exception as exc:  # repair is best effort; serving goes on either way
-            log.warning("disk tier: repair after unclean shutdown failed: %s", exc)
-
     def close(self) -> None:
         self._pool.shutdown(wait=True)
         self._cache.close()
-        with open(self._marker, "w", encoding="utf-8") as marker:
-            marker.write("s3tier stopped cleanly\n")
+
+
+class _Chained:
+    """A read-only file over two byte strings, without joining them."""
+
+    def __init__(self, first: bytes, second: bytes) -> None:
+        self._parts = [memoryview(first), memoryview(second)]
+
+    def read(self, size: int = -1) -> bytes | memoryview:
+        while self._parts and not self._parts[0]:
+            self._parts.pop(0)
+        if not self._parts:
+            return b""
+        part = self._parts[0]
+        piece = part if size < 0 else part[:size]
+        self._parts[0] = part[len(piece) :]
+        return piece
+
+
+def cache_folder(directory: str) -> str:
+    """diskcache's own folder inside the disk tier's: its repair removes every file there that
+    its index does not know, so nothing else (spool, metrics, markers) may live in it."""
+    return os.path.join(directory, "cache")
+
+
+def unclean_since_last_run(directory: str) -> bool:
+    """Whether the last server on this folder stopped without `mark_clean`; the marker is
+    removed now, so that a crash from here on leaves it absent. Once per server, not per worker."""
+    marker = os.path.join(directory, CLEAN_MARKER)
+    had_cache = os.path.exists(os.path.join(cache_folder(directory), "cache.db"))
+    clean = os.path.exists(marker)
+    with contextlib.suppress(OSError):  # absent, or the folder is not usable at all
+        os.remove(marker)
+    return had_cache and not clean
+
+
+def mark_clean(directory: str) -> None:
+    path = os.path.join(directory, CLEAN_MARKER)
+    with contextlib.suppress(OSError), open(path, "w", encoding="utf-8") as marker:
+        marker.write("s3tier stopped cleanly\n")
+
+
+def reclaim_orphans(directory: str) -> None:
+    """After an unclean stop, remove value files that no index row points to (a process killed
+    between writing a file and committing its row). Slow on a large tier: run it aside."""
+    try:
+        with diskcache.Cache(cache_folder(directory), **_SETTINGS) as cache:
+            problems = cache.check(fix=True)
+        log.warning("disk tier: unclean shutdown; repaired %d problems", len(problems))
+    except Exception as exc:  # repair is best effort; serving goes on either way
+        log.warning("disk tier: repair after unclean shutdown failed: %s", exc)
 
 
 def _open(directory: str, max_bytes: int) -> diskcache.Cache:
-    """The cache in `directory`; a damaged index is moved aside and the tier starts empty,
-    rather than the server crash-looping on it. The damaged folder is removed in the background."""
+    """The cache in `directory`. A damaged index in a folder that holds nothing but what
+    diskcache and s3tier put there is moved aside (and removed in the background), so the tier
+    starts empty rather than the server crash-looping; anything else is left untouched and the
+    error raised: the caller then serves without a disk tier."""
     settings = dict(
-        size_limit=max_bytes, eviction_policy="least-recently-used", cull_limit=16, statistics=False
+        size_limit=max_bytes,
+        eviction_policy="least-recently-used",
+        cull_limit=16,
+        statistics=False,
+        # No memory-mapped SQLite files (mmap I/O, WAL's -shm index): when the disk under them
+        # fails, a mapped page raises SIGBUS and the whole process dies, where a read() or
+        # write() returns an error the tier turns into a miss.
+        sqlite_mmap_size=0,
+        sqlite_journal_mode="truncate",
     )
     try:
         return diskcache.Cache(directory, **settings)
     except sqlite3.DatabaseError as exc:
+        if not _ours(directory):
+            raise
         aside = f"{directory}.damaged-{int(time.time())}"
         log.warning("disk tier index damaged (%s): moved to %s, starting empty", exc, aside)
         os.rename(directory, aside)
         threading.Thread(target=shutil.rmtree, args=(aside, True), daemon=True).start()
         return diskcache.Cache(directory, **settings)
+
+
+_SETTINGS: dict[str, object] = dict(
+    eviction_policy="least-recently-used",
+    cull_limit=16,
+    statistics=False,
+    # No memory-mapped SQLite files (mmap I/O, WAL's -shm index): when the disk under them
+    # fails, a mapped page raises SIGBUS and the whole process dies, where a read() or write()
+    # returns an error the tier turns into a miss.
+    sqlite_mmap_size=0,
+    sqlite_journal_mode="truncate",
+)
+# What diskcache writes: its index, journal files, two-hex-digit value folders.
+_OUR_NAMES = re.compile(r"cache\.db(-wal|-shm|-journal)?|[0-9a-f]{2}")
+
+
+def _ours(directory: str) -> bool:
+    """Whether a folder holds only a disk tier's files: the only kind s3tier may discard."""
+    return os.path.isdir(directory) and all(
+        _OUR_NAMES.fullmatch(name) for name in os.listdir(directory)
+    )

@@ -49,11 +49,14 @@ class Answer:
 
 
 @contextmanager
-def _map_errors() -> Iterator[None]:
+def _map_errors(answered: bool = True) -> Iterator[None]:
+    """aiohttp's exceptions as ours. Before the status line a failure means no answer at all
+    (safe to retry a read); after it, the answer broke off."""
     try:
         yield
     except (aiohttp.ClientPayloadError, aiohttp.ServerDisconnectedError) as exc:
-        raise UpstreamBroken(str(exc) or type(exc).__name__) from exc
+        error = UpstreamBroken if answered else UpstreamUnavailable
+        raise error(str(exc) or type(exc).__name__) from exc
     except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise UpstreamUnavailable(str(exc) or type(exc).__name__) from exc
 
@@ -87,12 +90,17 @@ class Upstream:
         async with self.open(
             method, path, query, headers, None, EMPTY_SHA256, operation
         ) as response:
-            body = bytearray()
+            # Pieces joined once at the end: a growing bytearray copied into bytes would hold
+            # up to three copies of a block at the peak, two is the least bytes allow.
+            pieces: list[bytes] = []
+            size = 0
             async for piece in read_chunks(response, limit + 1):
-                body += piece
-                if len(body) > limit:
+                pieces.append(piece)
+                size += len(piece)
+                if size > limit:
                     raise UpstreamBroken(f"answer larger than the {limit} bytes asked for")
-            return Answer(response.status, tuple(response.raw_headers), bytes(body))
+            body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            return Answer(response.status, tuple(response.raw_headers), body)
 
     @asynccontextmanager
     async def open(
@@ -113,16 +121,18 @@ class Upstream:
         started = time.perf_counter()
         received = 0
         try:
-            with _map_errors():
-                async with self._session.request(
+            with _map_errors(answered=False):
+                response = await self._session.request(
                     method, URL(url, encoded=True), headers=signed, data=body, allow_redirects=False
-                ) as response:
-                    if response.status >= 500:
-                        self._error("slow_down" if response.status == 503 else "status_5xx")
-                    try:
-                        yield response
-                    finally:
-                        received = response.content.total_bytes
+                )
+            try:
+                if response.status >= 500:
+                    self._error("slow_down" if response.status == 503 else "status_5xx")
+                with _map_errors():
+                    yield response
+            finally:
+                received = response.content.total_bytes
+                response.release()
         except UpstreamUnavailable:
             self._error("unavailable")
             raise
@@ -150,7 +160,7 @@ async def read_chunks(response: aiohttp.ClientResponse, size: int) -> AsyncItera
 
 def new_session(connect_timeout_s: float, read_timeout_s: float) -> aiohttp.ClientSession:
     """The one pooled session the proxy uses; decompression off, so bodies pass through raw."""
-    return aiohttp.ClientSession(
+    session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=512, ttl_dns_cache=300),
         timeout=aiohttp.ClientTimeout(
             total=None, connect=connect_timeout_s, sock_read=read_timeout_s
@@ -158,3 +168,9 @@ def new_session(connect_timeout_s: float, read_timeout_s: float) -> aiohttp.Clie
         auto_decompress=False,
         skip_auto_headers=("User-Agent", "Accept-Encoding", "Accept", "Content-Type"),
     )
+    # aiohttp resends a PUT or DELETE once when a reused connection fails (RFC 9112 allows it
+    # for idempotent methods), but a resent conditional write can fail although the first one
+    # won. The proxy never retries writes; its reads are retried where that is safe
+    # (ReadThrough._call). There is no public switch: tests/test_faults_upstream.py pins this.
+    session._retry_connection = False
+    return session
