@@ -25,6 +25,7 @@ from tiering.readthrough import ObjectChanged, ReadThrough, Resolved, Source
 from tiering.upstream import UpstreamBroken, UpstreamUnavailable
 
 log = logging.getLogger("s3tier.objects")
+SHORT_RESPONSE_BLOCKS = 2  # answers this short are noted once, as a single read
 READ_AHEAD_BLOCKS = 2  # per stream; read-ahead beyond it is the prefetcher's, within budget
 STATUS_BY_SOURCE = {Source.RAM: b"HIT-RAM", Source.DISK: b"HIT-DISK", Source.UPSTREAM: b"MISS"}
 # RFC 9110 §15.4.5: a 304 carries the validators and caching headers a 200 would have had.
@@ -84,13 +85,17 @@ async def _serve_once(
     await start(send, 206 if rng else 200, [*out, (b"x-cache-status", status)])
     piece = slice_block(data, indices[0], rt.block_size, start_at, end_at)
     rt.account(source, len(piece))
-    if len(indices) == 1:
-        await chunk(send, piece, more=False)
+    if len(indices) <= SHORT_RESPONSE_BLOCKS:
+        # A short answer is one read to read-ahead, even when it crosses a block boundary:
+        # a random 64 KiB range must not look like a reader walking forward.
+        await chunk(send, piece, more=len(indices) > 1)
+        if len(indices) > 1:
+            await stream_rest(rt, obj, meta, indices[1:], start_at, end_at, receive, send, False)
         rt.note_read(obj, meta, start_at, end_at)
         return
     await chunk(send, piece)
     rt.note_read(obj, meta, start_at, (indices[0] + 1) * rt.block_size - 1)
-    await stream_rest(rt, obj, meta, indices[1:], start_at, end_at, receive, send)
+    await stream_rest(rt, obj, meta, indices[1:], start_at, end_at, receive, send, True)
 
 
 def first_block_hint(range_header: str | None, block_size: int) -> int | None:
@@ -178,8 +183,10 @@ async def stream_rest(
     end_at: int,
     receive: Receive,
     send: Send,
+    note_blocks: bool,
 ) -> None:
-    """The blocks after the first, a few loading ahead; on failure the connection is cut."""
+    """The blocks after the first, a few loading ahead; on failure the connection is cut.
+    With `note_blocks`, each block sent is a read read-ahead learns from (long streams)."""
     gone = asyncio.Event()
     watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, gone))
     try:
@@ -189,8 +196,9 @@ async def stream_rest(
             piece = slice_block(data, index, rt.block_size, start_at, end_at)
             rt.account(source, len(piece))
             await chunk(send, piece, more=index != indices[-1])
-            first = max(index * rt.block_size, start_at)
-            rt.note_read(obj, meta, first, min((index + 1) * rt.block_size - 1, end_at))
+            if note_blocks:
+                first = max(index * rt.block_size, start_at)
+                rt.note_read(obj, meta, first, min((index + 1) * rt.block_size - 1, end_at))
     except (ObjectChanged, UpstreamBroken, UpstreamUnavailable) as exc:
         # Returning without the last body message makes the server close the connection, so
         # the client sees a short read instead of a 200 that looks complete.

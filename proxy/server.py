@@ -33,6 +33,7 @@ from proxy.auth import Keyring, Principal
 from proxy.embedded import EMBEDDED_CREDENTIALS, EmbeddedS3
 from proxy.httpserver import CoalescingHttpToolsProtocol
 from tiering.disk import DiskTier, mark_clean, reclaim_orphans, unclean_since_last_run
+from tiering.epochs import WriteEpochs
 from tiering.listing import list_prefix
 from tiering.metastore import MetaStore
 from tiering.metrics import SYNC_INTERVAL_S, Metrics
@@ -45,6 +46,7 @@ from tiering.warmup import WarmJobs
 
 log = logging.getLogger("s3tier")
 SETTINGS_ENV = "S3TIER_INTERNAL_SETTINGS"  # hands settings to worker processes
+EPOCHS_ENV = "S3TIER_INTERNAL_EPOCHS"  # names the shared write-epoch block
 
 
 class S3Tier:
@@ -87,7 +89,7 @@ class S3Tier:
         readthrough = ReadThrough(
             ram=RamTier(s.ram_bytes),
             disk=self._disk,
-            metas=MetaStore(self._disk),
+            metas=MetaStore(self._disk, shared_epochs()),
             upstream=upstream,
             block_size=s.block_size_bytes,
             ram_max_object_bytes=s.ram_max_object_bytes,
@@ -147,6 +149,12 @@ class S3Tier:
             self._disk.close()
 
 
+def shared_epochs() -> WriteEpochs:
+    """The server's write epochs: the shared block when there are several workers."""
+    name = os.environ.get(EPOCHS_ENV)
+    return WriteEpochs(name) if name else WriteEpochs()
+
+
 def open_disk_tier(directory: str, max_bytes: int) -> DiskTier | None:
     """The disk tier, or None when it is switched off or cannot be opened: a broken disk
     degrades the proxy to RAM and pass-through, it does not stop it."""
@@ -202,6 +210,7 @@ def serve(settings: Settings) -> None:
         log_config=None,  # uvicorn's loggers propagate to ours (proxy/logs.py)
         timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
+    epochs: WriteEpochs | None = None
     try:
         if settings.workers == 1:
             uvicorn.run(build_app(settings, embedded is not None), **common)
@@ -209,6 +218,9 @@ def serve(settings: Settings) -> None:
             os.environ[SETTINGS_ENV] = _encode(settings, embedded is not None)
             # Several processes: metrics go to shared memory-mapped files, summed at scrape.
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="s3tier-metrics-")
+            # Writes seen by every worker: one block of write epochs, owned by this process.
+            epochs = WriteEpochs(f"s3tier-epochs-{os.getpid()}", create=True)
+            os.environ[EPOCHS_ENV] = epochs.name or ""
             uvicorn.run(
                 "proxy.server:app_from_environment",
                 factory=True,
@@ -216,6 +228,8 @@ def serve(settings: Settings) -> None:
                 **common,
             )
     finally:
+        if epochs is not None:
+            epochs.close(unlink=True)
         if settings.disk_bytes > 0:
             mark_clean(settings.disk_dir)
         metrics_dir = os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)

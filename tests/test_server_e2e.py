@@ -63,3 +63,17 @@ def test_sigterm_stops_the_server_cleanly(start_s3tier: Any) -> None:
     assert server.proc.returncode in (0, -15)
     assert "Application shutdown complete" in server.log_text()
     assert "Traceback" not in server.log_text()
+
+
+def test_a_write_through_one_worker_is_seen_by_every_worker_even_under_immutable(
+    start_s3tier: Any, bucket: str
+) -> None:
+    server = start_s3tier("--workers", "2", "--freshness", "immutable")
+    url = f"{server.url}/{bucket}/shared"
+    for version in range(4):
+        body = f"version {version}".encode()
+        put = requests.put(url, data=body, headers={"Connection": "close"})
+        assert put.status_code == 200
+        # New connections land on either worker; each may hold the previous version in RAM.
+        seen = {requests.get(url, headers={"Connection": "close"}).content for _ in range(12)}
+        assert seen == {body}, (version, seen)

@@ -10,18 +10,33 @@ from cachetools import LRUCache
 
 from tiering.blocks import ObjectId
 from tiering.disk import DiskTier
+from tiering.epochs import WriteEpochs
 from tiering.meta import ObjectMeta, meta_from_bytes, meta_to_bytes
 
 
 class MetaStore:
     """ObjectId -> ObjectMeta, in RAM first and on disk when there is a disk tier."""
 
-    def __init__(self, disk: DiskTier | None, max_entries: int = 200_000) -> None:
-        self._ram: LRUCache[ObjectId, ObjectMeta] = LRUCache(maxsize=max_entries)
+    def __init__(
+        self,
+        disk: DiskTier | None,
+        epochs: WriteEpochs | None = None,
+        max_entries: int = 200_000,
+    ) -> None:
+        # Each entry remembers the write epoch it was read under: once a write (in any worker)
+        # has moved the key's epoch, the entry is no longer believed.
+        self._ram: LRUCache[ObjectId, tuple[ObjectMeta, int]] = LRUCache(maxsize=max_entries)
         self._disk = disk
+        self.epochs = epochs if epochs is not None else WriteEpochs()
 
     def peek(self, obj: ObjectId) -> ObjectMeta | None:
-        return self._ram.get(obj)
+        entry = self._ram.get(obj)
+        if entry is None:
+            return None
+        if entry[1] != self.epochs.current(obj):
+            del self._ram[obj]
+            return None
+        return entry[0]
 
     async def load(self, obj: ObjectId) -> ObjectMeta | None:
         """The disk copy, now also kept in RAM; None when there is none."""
@@ -30,12 +45,12 @@ class MetaStore:
         data = await self._disk.get_record(_disk_key(obj))
         meta = meta_from_bytes(data) if data is not None else None
         if meta is not None:
-            self._ram[obj] = meta
+            self.remember(obj, meta)
         return meta
 
     def remember(self, obj: ObjectId, meta: ObjectMeta) -> None:
         """RAM only, synchronously, so waiters see it before any await."""
-        self._ram[obj] = meta
+        self._ram[obj] = (meta, self.epochs.current(obj))
 
     async def persist(self, obj: ObjectId, meta: ObjectMeta) -> None:
         if self._disk is not None:

@@ -6,9 +6,10 @@ Two kinds of shared work, each done once however many requests wait for it:
 Both run in tasks of their own, awaited through `asyncio.shield`, so a client that disconnects
 cancels only its own wait, never the fetch the other waiters depend on.
 
-Every write through the proxy bumps its key's *generation*. Work that started under an older
-generation (a fill, the adoption of an uploaded body) still answers the requests waiting for
-it, but is never remembered, so a fill that started before a write cannot land after it.
+Every write through the proxy bumps its key's *generation* (its write epoch, shared by all
+worker processes: `tiering/epochs.py`). Work that started under an older generation (a fill,
+the adoption of an uploaded body) still answers the requests waiting for it, but is never
+remembered, so a fill that started before a write cannot land after it.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
-
-from cachetools import LRUCache
 
 from proxy.errors import UpstreamAnswer
 from proxy.s3request import object_path
@@ -130,8 +129,7 @@ class ReadThrough:
         self._stale_ok = serve_stale_on_error
         self._clock = clock
         self._flights: dict[tuple[ObjectId, str], Flight] = {}
-        # Bounded: a forgotten generation reads as 0, which only ever makes work look stale.
-        self._generations: LRUCache[ObjectId, int] = LRUCache(maxsize=1_000_000)
+        self._epochs = metas.epochs  # write epochs, shared by every worker process
         self._loads: dict[BlockKey, asyncio.Future[tuple[bytes, Source]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.counters = Counters()
@@ -193,11 +191,12 @@ class ReadThrough:
         return len(objects)
 
     def generation(self, obj: ObjectId) -> int:
-        return self._generations.get(obj, 0)
+        return self._epochs.current(obj)
 
     async def invalidate(self, obj: ObjectId) -> None:
-        """Forget an object because a write changed it; work under way for it goes stale."""
-        self._generations[obj] = self.generation(obj) + 1
+        """Forget an object because a write changed it; work under way for it, and metadata
+        other workers hold in RAM, goes stale."""
+        self._epochs.bump(obj)
         for kind in ("fill", "checksums"):
             self._flights.pop((obj, kind), None)
         await self._metas.drop(obj)

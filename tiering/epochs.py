@@ -1,0 +1,62 @@
+"""Write epochs: a counter per key, bumped by every write, shared by all worker processes.
+
+A write handled by one worker must be seen by reads in every worker, whatever the freshness
+mode. Each write bumps its key's counter; metadata kept in RAM remembers the counter it was
+read under and is ignored once the counter has moved. The same counter tells a fill that a
+write came while it was under way, so it stores nothing.
+
+The counters live in shared memory (/dev/shm, never a file on the cache disk: a memory-mapped
+page of a failing disk raises SIGBUS). Keys share counters by hash; a write to one key then
+costs its neighbours a revalidation, never a stale read. Racing increments from two processes
+may count once, but the counter still moves, which is all a reader checks.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from multiprocessing import resource_tracker, shared_memory
+
+from tiering.blocks import ObjectId
+
+SLOTS = 1 << 18  # 1 MiB of 32-bit counters
+_COUNTER = struct.Struct("<I")
+
+
+class WriteEpochs:
+    """Counters in this process's memory, or in a named shared-memory block for workers."""
+
+    def __init__(self, name: str | None = None, create: bool = False) -> None:
+        self._shm: shared_memory.SharedMemory | None = None
+        if name is None:
+            self._buf: memoryview = memoryview(bytearray(SLOTS * _COUNTER.size))
+        else:
+            self._shm = shared_memory.SharedMemory(name, create, SLOTS * _COUNTER.size)
+            assert self._shm.buf is not None
+            self._buf = self._shm.buf
+            if not create:
+                # Python 3.11 registers every attaching process with the resource tracker,
+                # which would unlink the block when a worker exits; its creator owns it.
+                resource_tracker.unregister(self._shm._name, "shared_memory")  # type: ignore[attr-defined]
+        self.name = name
+
+    def current(self, obj: ObjectId) -> int:
+        return int(_COUNTER.unpack_from(self._buf, _slot(obj))[0])
+
+    def bump(self, obj: ObjectId) -> None:
+        offset = _slot(obj)
+        value = _COUNTER.unpack_from(self._buf, offset)[0]
+        _COUNTER.pack_into(self._buf, offset, (value + 1) & 0xFFFFFFFF)
+
+    def close(self, unlink: bool = False) -> None:
+        if self._shm is not None:
+            self._buf.release()
+            self._shm.close()
+            if unlink:
+                self._shm.unlink()
+
+
+def _slot(obj: ObjectId) -> int:
+    # A stable hash: Python's hash() differs between processes.
+    digest = zlib.crc32(obj.key.encode("utf-8", "surrogatepass"), zlib.crc32(obj.bucket.encode()))
+    return (digest % SLOTS) * _COUNTER.size
