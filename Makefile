@@ -38,3 +38,31 @@ loadtest: $(STAMP)
 	@$(BIN)/python -c 'import locust' 2>/dev/null || $(BIN)/pip install --quiet -e '.[dev]'
 	LOADTEST_RUN_TIME='$(LOADTEST_RUN_TIME)' LOADTEST_USERS='$(LOADTEST_USERS)' \
 	LOADTEST_WORKLOADS='$(LOADTEST_WORKLOADS)' $(BIN)/python loadtests/run.py
+
+# Side-by-side benchmark (BENCHMARKS.md, docs/bench/): s3tier and nginx rendered from
+# ../shared/peers/nginx-proxy-cache.conf, over one moto upstream on loopback, driven by wrk and an
+# aiohttp client; about 12 minutes. nginx and wrk come from Debian packages where missing.
+# BENCH_QUICK=1: tiny and fast, written to a scratch folder; BENCH_REPEATS=N (default 3);
+# BENCH_WORKLOADS=W1,W4 for a subset.
+BENCH_QUICK ?=
+BENCH_REPEATS ?=
+BENCH_WORKLOADS ?=
+BENCH_SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: bench
+bench: $(STAMP)
+	@{ command -v wrk && { command -v nginx || test -x /usr/sbin/nginx; }; } >/dev/null 2>&1 || \
+	  { $(BENCH_SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y nginx wrk || \
+	    { $(BENCH_SUDO) apt-get update && \
+	      $(BENCH_SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y nginx wrk; }; }
+	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install --quiet -e '.[dev]'
+	BENCH_QUICK='$(BENCH_QUICK)' BENCH_REPEATS='$(BENCH_REPEATS)' \
+	BENCH_WORKLOADS='$(BENCH_WORKLOADS)' $(BIN)/python benchmarks/bench.py
+
+# Soak (issue 7): a headless locust run of mixed reads and writes against s3tier with tiny RAM and
+# disk budgets, every body verified, RSS/fds/disk sampled; summary in docs/reliability-soak.md.
+SOAK_DURATION ?= 600
+
+.PHONY: soak
+soak: $(STAMP)
+	SOAK_DURATION='$(SOAK_DURATION)' $(BIN)/python loadtests/soak.py --summary docs/reliability-soak.md
