@@ -458,7 +458,9 @@ class ReadThrough:
     async def _fetch_block(self, obj: ObjectId, meta: ObjectMeta, key: BlockKey) -> bytes:
         """One block of this version from the upstream, whole, or an exception."""
         answer = await self._get_block(obj, key.block, meta.etag, {})
-        if answer.status == 412:
+        if answer.status in (404, 412):
+            # Replaced (If-Match failed) or deleted since the metadata was read: the caller
+            # forgets the key and, if nothing was sent yet, answers afresh (a 404 verbatim).
             raise ObjectChanged(f"{obj.bucket}/{obj.key} changed during the read")
         want = expected_length(key.block, self.block_size, meta.size)
         if answer.status not in (200, 206) or len(answer.body) != want:
