@@ -4,10 +4,11 @@ Every diskcache call is synchronous SQLite and file I/O, so each runs on a small
 never on the event loop. Values of 32 KiB and more are files with random names that diskcache
 chooses: object keys never become paths. Any error is a logged miss, never a failed request.
 
-Admission and eviction follow a byte-aware policy (W-TinyLFU) over most of the capacity; the
-policy lives in memory and runs on the loop. diskcache's own LRU culling at the full capacity
-is the hard bound behind it, and what reclaims blocks the policy has not met since a restart:
-rather than scanning the folder at start-up, the policy learns resident blocks as they are hit.
+Admission and eviction follow a byte-aware policy (W-TinyLFU) over 85% of the capacity; the
+policy lives in memory and runs on the loop. diskcache's own culling at 95% (leaving room for
+its index) is the hard bound behind it, and what reclaims blocks the policy has not met since
+a restart: rather than scanning the folder at start-up, the policy learns resident blocks as
+they are hit.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from tiering.policy import Policy, TinyLFUPolicy
 log = logging.getLogger("s3tier.disk")
 _HASH = struct.Struct(">Q")
 CLEAN_MARKER = "s3tier-clean-shutdown"
+HARD_BOUND_SHARE = 0.95
 CORRUPT = b"\x00corrupt"  # a sentinel no real block is (blocks carry a trailer, this does not)
 
 
@@ -48,7 +50,7 @@ class DiskTier:
         max_bytes: int,
         threads: int = 4,
         policy: Policy | None = None,
-        policy_share: float = 0.9,
+        policy_share: float = 0.85,
     ) -> None:
         self._policy = (
             policy if policy is not None else TinyLFUPolicy(int(max_bytes * policy_share))
@@ -57,7 +59,9 @@ class DiskTier:
         self.evictions = 0
         self.corrupt = 0
         self.capacity_bytes = max_bytes
-        self._cache = _open(cache_folder(directory), max_bytes)
+        # diskcache culls only while writing, and its index and journal count against the
+        # folder too: its hard bound sits below --disk-bytes, the policy's below that.
+        self._cache = _open(cache_folder(directory), int(max_bytes * HARD_BOUND_SHARE))
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3tier-disk")
         self.errors = 0
 

@@ -90,16 +90,12 @@ class Upstream:
         async with self.open(
             method, path, query, headers, None, EMPTY_SHA256, operation
         ) as response:
-            # Pieces joined once at the end: a growing bytearray copied into bytes would hold
-            # up to three copies of a block at the peak, two is the least bytes allow.
-            pieces: list[bytes] = []
-            size = 0
-            async for piece in read_chunks(response, limit + 1):
-                pieces.append(piece)
-                size += len(piece)
-                if size > limit:
-                    raise UpstreamBroken(f"answer larger than the {limit} bytes asked for")
-            body = pieces[0] if len(pieces) == 1 else b"".join(pieces)
+            declared = response.content_length
+            has_body = method != "HEAD" and response.status not in (204, 304)
+            if has_body and declared is not None and declared <= limit:
+                body = await _read_into(response, declared)
+            else:
+                body = await _read_joined(response, limit)
             return Answer(response.status, tuple(response.raw_headers), body)
 
     @asynccontextmanager
@@ -146,6 +142,35 @@ class Upstream:
     def _error(self, kind: str) -> None:
         if self._metrics is not None:
             self._metrics.upstream_error(kind)
+
+
+async def _read_into(response: aiohttp.ClientResponse, size: int) -> bytes:
+    """A body of known length, read into one buffer: a block is held once, not as its pieces
+    plus their joined copy (twice the block, for every fetch in flight). The buffer is handed
+    on as it is; everything downstream only reads it."""
+    buffer = bytearray(size)
+    view = memoryview(buffer)
+    filled = 0
+    async for piece in read_chunks(response, size - filled or 1):
+        if filled + len(piece) > size:
+            raise UpstreamBroken(f"answer longer than its Content-Length {size}")
+        view[filled : filled + len(piece)] = piece
+        filled += len(piece)
+    if filled != size:
+        raise UpstreamBroken(f"answer shorter than its Content-Length {size}")
+    view.release()
+    return buffer  # type: ignore[return-value]  # read-only from here on, like bytes
+
+
+async def _read_joined(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    pieces: list[bytes] = []
+    size = 0
+    async for piece in read_chunks(response, limit + 1):
+        pieces.append(piece)
+        size += len(piece)
+        if size > limit:
+            raise UpstreamBroken(f"answer larger than the {limit} bytes asked for")
+    return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
 
 async def read_chunks(response: aiohttp.ClientResponse, size: int) -> AsyncIterator[bytes]:
