@@ -13,12 +13,14 @@ from tiering.blocks import BlockKey
 from tiering.disk import DiskTier, mark_clean, reclaim_orphans, unclean_since_last_run
 from tiering.policy import TinyLFUPolicy
 from tiering.ram import RamTier
+from tiering.tier import Tier
 
 CAPACITY = 64 * 1024
 
 
 @pytest.fixture(params=["ram", "disk"])
-def tier(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Any]:
+def tier(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Tier]:
+    """Each tier, seen only through the Tier protocol: this suite is its contract."""
     if request.param == "ram":
         yield RamTier(CAPACITY)
         return
