@@ -14,6 +14,7 @@ from typing import Any
 
 import diskcache
 import requests
+from diskcache.core import EmptyDirWarning
 
 from tests.harness import RepeatingFile
 
@@ -62,7 +63,13 @@ def test_sigkill_mid_fill_and_mid_write_then_restart_serves_only_what_upstream_h
             got = requests.get(f"{server.url}/{bucket}/{key}", timeout=60)
             assert got.status_code == 200
             assert hashlib.sha256(got.content).digest() == hashlib.sha256(upstream).digest(), key
-    time.sleep(1.0)  # the background repair after the unclean stop
+    deadline = time.monotonic() + 30  # the repair after the unclean stop runs in the background
+    while "unclean shutdown; repaired" not in server.log_text() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "unclean shutdown; repaired" in server.log_text()
     server.stop()
     with diskcache.Cache(str(server.disk_dir / "cache")) as cache:
-        assert cache.check() == []  # no orphaned file, no row without its file
+        problems = [w for w in cache.check() if w.category is not EmptyDirWarning]
+    # No orphaned file, no row without its file. (Empty value folders, which culling leaves
+    # behind, are harmless and not counted.)
+    assert [str(w.message) for w in problems] == []
