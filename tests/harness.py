@@ -15,6 +15,7 @@ import time
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import boto3
 from botocore.config import Config
@@ -185,3 +186,16 @@ class PeakRss:
         while not self._done.is_set():
             self.peak = max(self.peak, self._process.memory_info().rss)
             time.sleep(self._interval_s)
+
+
+# Headers that belong to one response or one hop, not to the object: left out when comparing
+# what s3tier sent with what the upstream sent.
+PER_RESPONSE_HEADERS = frozenset(
+    {"date", "x-amz-request-id", "x-amz-id-2", "x-amzn-requestid", "server", "x-cache-status",
+     "connection", "keep-alive", "access-control-allow-origin", "x-amz-content-sha256"}
+)  # fmt: skip
+
+
+def comparable(headers: Any) -> dict[str, str]:
+    """An answer's headers that describe the object, by lower-case name."""
+    return {k.lower(): v for k, v in headers.items() if k.lower() not in PER_RESPONSE_HEADERS}

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.harness import PeakRss, RepeatingFile, S3TierServer, s3_client
+from tests.harness import PeakRss, RepeatingFile, S3TierServer, comparable, s3_client
 from tests.upstream_shim import UpstreamShim
 
 MiB = 1 << 20
@@ -160,24 +160,6 @@ def test_206_never_carries_the_whole_object_checksum(s3: Any, bucket: str) -> No
     part = s3.get_object(Bucket=bucket, Key="ck", Range="bytes=0-9", ChecksumMode="ENABLED")
     assert part["Body"].read() == b"0123456789"
     assert not any(h.startswith("x-amz-checksum-") for h in part["ResponseMetadata"]["HTTPHeaders"])
-
-
-IGNORED = {
-    "date",
-    "x-amz-request-id",
-    "x-amz-id-2",
-    "x-amzn-requestid",
-    "server",
-    "x-cache-status",
-    "connection",
-    "access-control-allow-origin",
-    "x-amz-content-sha256",
-    "keep-alive",
-}
-
-
-def comparable(headers: Any) -> dict[str, str]:
-    return {k.lower(): v for k, v in headers.items() if k.lower() not in IGNORED}
 
 
 @pytest.mark.parametrize("method", ["GET", "HEAD"])
