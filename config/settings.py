@@ -217,11 +217,20 @@ def _auth(raw: object) -> str:
     return raw.strip().lower()
 
 
-def _readahead_blocks(raw: object) -> int:
-    value = _whole(raw)
-    if not 1 <= value <= 1024:
-        raise ValueError(f"{raw!r} is outside 1..1024")
-    return value
+def _whole_in(low: int, high: int) -> Callable[[object], int]:
+    """A parser of whole numbers from low to high."""
+
+    def parse(raw: object) -> int:
+        value = _whole(raw)
+        if not low <= value <= high:
+            raise ValueError(f"{raw!r} is outside {low}..{high}")
+        return value
+
+    return parse
+
+
+_readahead_blocks = _whole_in(1, 1024)
+_retries = _whole_in(0, 10)
 
 
 def _suffixes(raw: object) -> tuple[str, ...]:
@@ -233,11 +242,6 @@ def _suffixes(raw: object) -> tuple[str, ...]:
     return suffixes
 
 
-def _retries(raw: object) -> int:
-    value = _whole(raw)
-    if not 0 <= value <= 10:
-        raise ValueError(f"{raw!r} is outside 0..10")
-    return value
 
 
 def _log_format(raw: object) -> str:

@@ -94,8 +94,6 @@ class RetryConfig:
 
 @dataclass(slots=True)
 class Counters:
-    upstream_requests: int = 0
-    upstream_bytes: int = 0
     coalesced: int = 0
     served: dict[str, int] = field(default_factory=lambda: {"ram": 0, "disk": 0, "upstream": 0})
 
@@ -541,7 +539,6 @@ class ReadThrough:
         path = object_path(obj.bucket, obj.key)
         operation = "get_block" if method == "GET" else "head"
         for attempt, pause in enumerate((*self._retry.backoffs_s, None)):
-            self.counters.upstream_requests += 1
             try:
                 answer = await self._upstream.fetch(
                     method, path, dict(headers), max(limit, 1 << 16), operation=operation
@@ -550,7 +547,6 @@ class ReadThrough:
                 if pause is None:
                     raise
             else:
-                self.counters.upstream_bytes += len(answer.body)
                 if answer.status not in RETRY_STATUSES or pause is None:
                     return answer
             log.info("retrying %s %s (attempt %d)", method, path, attempt + 2)
@@ -567,8 +563,8 @@ class ReadThrough:
 
     def _reap(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            pass  # the exception reached the waiters through shield; nothing more to report
+        if not task.cancelled():
+            task.exception()  # mark it retrieved: it reached the waiters through shield
 
     async def close(self) -> None:
         for task in list(self._tasks):
