@@ -19,8 +19,9 @@ from proxy.errors import InvalidRange, PreconditionFailed, S3Error
 from proxy.preconditions import Outcome, Preconditions, evaluate
 from proxy.ranges import ByteRange, RangeNotSatisfiable, parse_range
 from proxy.s3request import S3Request
-from tiering.blocks import ObjectId, block_span, slice_block
+from tiering.blocks import ObjectId, block_span
 from tiering.meta import ObjectMeta
+from tiering.parts import Piece, Span, first_part, needed
 from tiering.readthrough import ObjectChanged, ReadThrough, Resolved, Source
 from tiering.upstream import UpstreamBroken, UpstreamUnavailable
 
@@ -34,6 +35,7 @@ CONDITIONAL_HEADERS = frozenset(
     {"if-match", "if-none-match", "if-modified-since", "if-unmodified-since"}
 )
 _RANGE_START = re.compile(r"\s*bytes=([0-9]{1,19})-", re.IGNORECASE)
+_ONE_RANGE = re.compile(r"\s*bytes=([0-9]{1,19})-([0-9]{1,19})?\s*", re.IGNORECASE)
 
 
 async def serve(
@@ -67,7 +69,8 @@ async def _serve_once(
     want_checksums = headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
     is_get = req.method == "GET"
     first_hint = first_block_hint(range_header, rt.block_size) if is_get else None
-    resolved = await rt.resolve(obj, first_hint, want_checksums and range_header is None)
+    part = first_part_hint(range_header, rt.block_size) if is_get else None
+    resolved = await rt.resolve(obj, first_hint, want_checksums and range_header is None, part)
     meta = resolved.meta
     status = resolved_status(resolved)
     if await answer_preconditions(headers, meta, status, send, ids):
@@ -77,25 +80,25 @@ async def _serve_once(
     if not is_get or meta.size == 0:
         await respond(send, 206 if rng else 200, [*out, (b"x-cache-status", status)])
         return
-    start_at, end_at = (rng.start, rng.end) if rng else (0, meta.size - 1)
-    indices = block_span(start_at, end_at, rt.block_size)
-    data, source = await first_block(rt, obj, resolved, indices[0])
+    span = Span(*(rng.start, rng.end) if rng else (0, meta.size - 1))
+    indices = block_span(span.start, span.end, rt.block_size)
+    first, source = await first_piece(rt, obj, resolved, indices[0], span)
     if status.startswith(b"HIT"):
         status = STATUS_BY_SOURCE[max(resolved.source, source)]
     await start(send, 206 if rng else 200, [*out, (b"x-cache-status", status)])
-    piece = slice_block(data, indices[0], rt.block_size, start_at, end_at)
+    piece = first.slice(span.start, span.end)
     rt.account(source, len(piece))
     if len(indices) <= SHORT_RESPONSE_BLOCKS:
         # A short answer is one read to read-ahead, even when it crosses a block boundary:
         # a random 64 KiB range must not look like a reader walking forward.
         await chunk(send, piece, more=len(indices) > 1)
         if len(indices) > 1:
-            await stream_rest(rt, obj, meta, indices[1:], start_at, end_at, receive, send, False)
-        rt.note_read(obj, meta, start_at, end_at)
+            await stream_rest(rt, obj, meta, indices[1:], span, receive, send, False)
+        rt.note_read(obj, meta, span.start, span.end, span)
         return
     await chunk(send, piece)
-    rt.note_read(obj, meta, start_at, (indices[0] + 1) * rt.block_size - 1)
-    await stream_rest(rt, obj, meta, indices[1:], start_at, end_at, receive, send, True)
+    rt.note_read(obj, meta, span.start, (indices[0] + 1) * rt.block_size - 1, span)
+    await stream_rest(rt, obj, meta, indices[1:], span, receive, send, True)
 
 
 def first_block_hint(range_header: str | None, block_size: int) -> int | None:
@@ -107,6 +110,17 @@ def first_block_hint(range_header: str | None, block_size: int) -> int | None:
     if match:
         return int(match.group(1)) // block_size
     return None if range_header.strip().lower().startswith("bytes=-") else 0
+
+
+def first_part_hint(range_header: str | None, block_size: int) -> Span | None:
+    """What a cold GET of a single range needs of its first block, if not all of it: a cold
+    fill then fetches only that (tiering/parts.py). None for anything else."""
+    match = _ONE_RANGE.fullmatch(range_header or "")
+    if match is None:
+        return None
+    start = int(match.group(1))
+    end = int(match.group(2)) if match.group(2) is not None else None
+    return first_part(start, end, block_size) if end is None or end >= start else None
 
 
 def resolved_status(resolved: Resolved) -> bytes:
@@ -163,15 +177,20 @@ def response_headers(
     return out
 
 
-async def first_block(
-    rt: ReadThrough, obj: ObjectId, resolved: Resolved, index: int
-) -> tuple[bytes, Source]:
+async def first_piece(
+    rt: ReadThrough, obj: ObjectId, resolved: Resolved, index: int, span: Span
+) -> tuple[Piece, Source]:
+    """What `span` needs of its first block: what came with the metadata, or RAM, or more."""
+    base = index * rt.block_size
     if resolved.first is not None and resolved.first[0] == index:
-        return resolved.first[1], Source.UPSTREAM
+        return Piece(base, resolved.first[1]), Source.UPSTREAM
+    need = needed(index, rt.block_size, resolved.meta.size, span.start, span.end)
+    if resolved.piece is not None and resolved.piece.covers(need):
+        return resolved.piece, Source.UPSTREAM
     data = rt.cached_block(obj, resolved.meta, index)
     if data is not None:
-        return data, Source.RAM
-    return await rt.block(obj, resolved.meta, index)
+        return Piece(base, data), Source.RAM
+    return await rt.part(obj, resolved.meta, index, span.start, span.end)
 
 
 async def stream_rest(
@@ -179,8 +198,7 @@ async def stream_rest(
     obj: ObjectId,
     meta: ObjectMeta,
     indices: range,
-    start_at: int,
-    end_at: int,
+    span: Span,
     receive: Receive,
     send: Send,
     note_blocks: bool,
@@ -190,15 +208,15 @@ async def stream_rest(
     gone = asyncio.Event()
     watcher = asyncio.get_running_loop().create_task(_watch_disconnect(receive, gone))
     try:
-        async for index, data, source in _read_ahead(rt, obj, meta, indices):
+        async for index, got, source in _read_ahead(rt, obj, meta, indices, span):
             if gone.is_set():
                 return
-            piece = slice_block(data, index, rt.block_size, start_at, end_at)
+            piece = got.slice(span.start, span.end)
             rt.account(source, len(piece))
             await chunk(send, piece, more=index != indices[-1])
             if note_blocks:
-                first = max(index * rt.block_size, start_at)
-                rt.note_read(obj, meta, first, min((index + 1) * rt.block_size - 1, end_at))
+                sent = needed(index, rt.block_size, meta.size, span.start, span.end)
+                rt.note_read(obj, meta, sent.start, sent.end, span)
     except (ObjectChanged, UpstreamBroken, UpstreamUnavailable) as exc:
         # Returning without the last body message makes the server close the connection, so
         # the client sees a short read instead of a 200 that looks complete.
@@ -208,23 +226,29 @@ async def stream_rest(
 
 
 async def _read_ahead(
-    rt: ReadThrough, obj: ObjectId, meta: ObjectMeta, indices: range
-) -> AsyncIterator[tuple[int, bytes, Source]]:
+    rt: ReadThrough, obj: ObjectId, meta: ObjectMeta, indices: range, span: Span
+) -> AsyncIterator[tuple[int, Piece, Source]]:
+    """The blocks of `indices` in order, a few loading ahead; never one outside them, so a
+    stream fetches nothing past its range even when its client stops early."""
     loop = asyncio.get_running_loop()
-    window: deque[tuple[int, asyncio.Task[tuple[bytes, Source]]]] = deque()
+    window: deque[tuple[int, asyncio.Task[tuple[Piece, Source]]]] = deque()
     upcoming = iter(indices)
+
+    def load(index: int) -> tuple[int, asyncio.Task[tuple[Piece, Source]]]:
+        return index, loop.create_task(rt.part(obj, meta, index, span.start, span.end))
+
     try:
         for index in upcoming:
-            window.append((index, loop.create_task(rt.block(obj, meta, index))))
+            window.append(load(index))
             if len(window) >= READ_AHEAD_BLOCKS:
                 break
         while window:
             index, task = window.popleft()
-            data, source = await task
+            got, source = await task
             following = next(upcoming, None)
             if following is not None:
-                window.append((following, loop.create_task(rt.block(obj, meta, following))))
-            yield index, data, source
+                window.append(load(following))
+            yield index, got, source
     finally:
         for _, task in window:
             task.cancel()

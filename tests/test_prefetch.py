@@ -7,6 +7,7 @@ from typing import Any
 
 from tiering.blocks import BlockKey, ObjectId
 from tiering.meta import ObjectMeta
+from tiering.parts import Span
 from tiering.prefetch import Prefetcher
 from tiering.readahead import Budget, ReadAhead, ReadAheadConfig
 
@@ -15,7 +16,9 @@ META = ObjectMeta('"e"', 100 * B, None, (), (), 0.0)
 OBJ = ObjectId("b", "k")
 
 
-async def scenario(budget_bytes: int, reads: list[tuple[int, int]], served: list[int]) -> Any:
+async def scenario(
+    budget_bytes: int, reads: list[tuple[int, int]], served: list[int], key: str = "k"
+) -> Any:
     loaded: list[int] = []
     tasks: set[asyncio.Task[Any]] = set()
 
@@ -34,8 +37,11 @@ async def scenario(budget_bytes: int, reads: list[tuple[int, int]], served: list
         load=load,
         spawn=spawn,
     )
+    obj = ObjectId("b", key)
+    if key.endswith(".parquet"):
+        prefetcher.on_cold(obj, META)
     for start, end in reads:
-        prefetcher.on_read(OBJ, META, start, end)
+        prefetcher.on_read(obj, META, Span(start, end))
     await asyncio.gather(*tasks)
     for index in served:
         prefetcher.served(BlockKey("b", "k", '"e"', index))
@@ -66,3 +72,29 @@ def test_prefetched_blocks_pushed_out_unread_count_as_wasted() -> None:
 
     stats = asyncio.run(go())
     assert (stats.issued_bytes, stats.wasted_bytes) == (5 * B, 3 * B)
+
+
+def test_the_first_touch_of_a_parquet_file_prefetches_only_its_footer_block() -> None:
+    _, loaded = asyncio.run(scenario(10 * B, [], [], key="t/x.parquet"))
+    assert loaded == [99]
+
+
+def test_a_ranged_read_prefetches_nothing_past_its_own_end() -> None:
+    async def go() -> list[int]:
+        loaded: list[int] = []
+        tasks: list[asyncio.Task[Any]] = []
+
+        async def load(obj: ObjectId, meta: ObjectMeta, index: int) -> None:
+            loaded.append(index)
+
+        prefetcher = Prefetcher(
+            ReadAhead(), Budget(1 << 40), B, (), cached=lambda key: False, load=load,
+            spawn=lambda coro: tasks.append(asyncio.get_running_loop().create_task(coro)),
+        )  # fmt: skip
+        response = Span(150, 420)  # a column chunk: blocks 1..4, whole only 2 and 3
+        for start, end in [(150, 199), (200, 299), (300, 399), (400, 420)]:
+            prefetcher.on_read(OBJ, META, Span(start, end), response)
+        await asyncio.gather(*tasks)
+        return sorted(loaded)
+
+    assert asyncio.run(go()) == [3]

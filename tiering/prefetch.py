@@ -16,6 +16,7 @@ from cachetools import LRUCache
 
 from tiering.blocks import BlockKey, ObjectId, expected_length
 from tiering.meta import ObjectMeta
+from tiering.parts import Span
 from tiering.readahead import Budget, ReadAhead, footer_blocks
 
 log = logging.getLogger("s3tier.prefetch")
@@ -66,9 +67,13 @@ class Prefetcher:
         self.stats = PrefetchStats()
         self._tracked = _Tracked(track_blocks, self.stats)
 
-    def on_read(self, obj: ObjectId, meta: ObjectMeta, start: int, end: int) -> None:
-        """A client read bytes start..end; prefetch what a sequential reader wants next."""
-        for index in self._readahead.on_read(obj, start, end, meta.size, self._block_size):
+    def on_read(
+        self, obj: ObjectId, meta: ObjectMeta, read: Span, response: Span | None = None
+    ) -> None:
+        """A client read bytes `read` (of a `response`); prefetch what a sequential reader
+        wants next."""
+        ahead = self._readahead.on_read
+        for index in ahead(obj, read.start, read.end, meta.size, self._block_size, response):
             self._issue(obj, meta, index)
 
     def on_cold(self, obj: ObjectId, meta: ObjectMeta) -> None:

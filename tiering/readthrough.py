@@ -20,7 +20,7 @@ import logging
 import random
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from proxy.errors import UpstreamAnswer
@@ -31,6 +31,7 @@ from tiering.freshness import FreshnessPolicy, is_fresh
 from tiering.meta import ObjectMeta, content_range_total, md5_matches
 from tiering.metastore import MetaStore
 from tiering.metrics import Sample
+from tiering.parts import Piece, Span, Touches, part_needed
 from tiering.prefetch import Prefetcher
 from tiering.ram import RamTier
 from tiering.readahead import Budget, ReadAhead, ReadAheadConfig
@@ -64,6 +65,7 @@ class Resolved:
     revalidated: bool = False
     stale: bool = False
     first: tuple[int, bytes] | None = None  # a block fetched along with the metadata
+    piece: Piece | None = None  # or, on a first touch, the part of it the request needed
 
 
 @dataclass(slots=True)
@@ -131,6 +133,7 @@ class ReadThrough:
         self._loads: dict[BlockKey, asyncio.Future[tuple[bytes, Source]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.counters = Counters()
+        self._touched = Touches()  # tiering/parts.py: a block is admitted when read again
         self.prefetcher = Prefetcher(
             ReadAhead(prefetch.readahead),
             Budget(prefetch.budget_bytes),
@@ -144,9 +147,14 @@ class ReadThrough:
     # -- metadata ---------------------------------------------------------------------------
 
     async def resolve(
-        self, obj: ObjectId, first_block: int | None, want_checksums: bool
+        self,
+        obj: ObjectId,
+        first_block: int | None,
+        want_checksums: bool,
+        part: Span | None = None,
     ) -> Resolved:
-        """Fresh metadata; `first_block` is the block a cold GET fetches with it (None: HEAD)."""
+        """Fresh metadata; `first_block` is the block a cold GET fetches with it (None: HEAD),
+        `part` the bytes of it the request needs if not all (a cold GET fetches only those)."""
         meta = self._metas.peek(obj)
         if meta is not None and self._fresh(obj, meta):
             resolved = Resolved(meta, Source.RAM)
@@ -154,7 +162,7 @@ class ReadThrough:
             # No await between the RAM check and joining: a flight that finishes meanwhile
             # has already put its result in RAM, so nobody fetches the same thing twice.
             resolved = await self._join(
-                obj, "fill", lambda f: self._fill(obj, meta, first_block, want_checksums, f)
+                obj, "fill", lambda f: self._fill(obj, meta, first_block, want_checksums, f, part)
             )
         if want_checksums and resolved.meta.checksums is None:
             return await self._join(obj, "checksums", lambda f: self._checksums(obj, resolved, f))
@@ -171,6 +179,7 @@ class ReadThrough:
         first_block: int | None,
         want_checksums: bool,
         flight: Flight,
+        part: Span | None = None,
     ) -> Resolved:
         """Metadata that RAM could not give: from disk, by revalidation, or cold."""
         if meta is None:
@@ -179,7 +188,7 @@ class ReadThrough:
                 return Resolved(meta, Source.DISK)
         if meta is not None:
             return await self._revalidate(obj, meta, first_block, flight)
-        return await self._cold(obj, first_block, want_checksums, flight)
+        return await self._cold(obj, first_block, want_checksums, flight, part)
 
     async def purge(self, bucket: str, prefix: str) -> int:
         """Forget every cached object under a prefix (admin action); returns how many."""
@@ -245,7 +254,12 @@ class ReadThrough:
                 del self._flights[key]
 
     async def _cold(
-        self, obj: ObjectId, first_block: int | None, want_checksums: bool, flight: Flight
+        self,
+        obj: ObjectId,
+        first_block: int | None,
+        want_checksums: bool,
+        flight: Flight,
+        part: Span | None = None,
     ) -> Resolved:
         if first_block is None:
             return await self._from_head(obj, flight, None)
@@ -253,8 +267,11 @@ class ReadThrough:
         # cold miss still costs one round trip of latency.
         head = self._spawn(self._head(obj, None)) if want_checksums else None
         try:
-            answer = await self._get_block(obj, first_block, None, {})
-            resolved = await self._accept(obj, answer, first_block, flight, head)
+            if part is None:
+                answer = await self._get_block(obj, first_block, None, {})
+            else:  # nobody has touched a block of an unknown object: fetch what is needed
+                answer = await self._get_range(obj, part, None, {})
+            resolved = await self._accept(obj, answer, first_block, flight, head, part)
         finally:
             if head is not None:
                 head.cancel()
@@ -285,8 +302,9 @@ class ReadThrough:
         index: int,
         flight: Flight,
         head: asyncio.Task[Answer] | None,
+        part: Span | None = None,
     ) -> Resolved:
-        """Turn the answer to a ranged GET into metadata plus its block."""
+        """Turn the answer to a ranged GET into metadata plus its block (or `part` of it)."""
         if answer.status == 416:
             # The block starts past the end: the object is empty or shorter than asked. Only a
             # HEAD can describe it.
@@ -297,8 +315,11 @@ class ReadThrough:
         total = content_range_total(answer.header(b"content-range") or "")
         size = total if answer.status == 206 and total is not None else len(answer.body)
         if answer.status == 200:
-            index = 0
-        if len(answer.body) != expected_length(index, self.block_size, size):
+            index, part = 0, None
+        at = part.start if part is not None else index * self.block_size
+        whole = expected_length(index, self.block_size, size)
+        want = whole if part is None else min(part.end, size - 1) - part.start + 1
+        if len(answer.body) != want:
             raise UpstreamBroken("block length differs from Content-Range")
         meta = ObjectMeta.from_upstream(answer.headers, size, self._clock(), whole=False)
         if len(answer.body) == size and not md5_matches(meta, answer.body):
@@ -306,8 +327,12 @@ class ReadThrough:
         if head is not None:
             meta = await self._merge_checksums(meta, head)
         self._remember(obj, meta, flight)
-        self._publish(BlockKey(obj.bucket, obj.key, meta.etag, index), answer.body, meta)
+        key = BlockKey(obj.bucket, obj.key, meta.etag, index)
         self.prefetcher.on_cold(obj, meta)
+        if at != index * self.block_size or len(answer.body) != whole:
+            self._touched.fresh(key, Span(at, at + want - 1))  # not cached: see tiering/parts.py
+            return Resolved(meta, Source.UPSTREAM, piece=Piece(at, answer.body))
+        self._publish(key, answer.body, meta)
         return Resolved(meta, Source.UPSTREAM, first=(index, answer.body))
 
     async def _from_head(
@@ -336,7 +361,7 @@ class ReadThrough:
         meta = await self._merge_checksums(resolved.meta, self._spawn(self._head(obj, None)))
         if meta.checksums is not None:
             self._remember(obj, meta, flight)
-        return Resolved(meta, resolved.source, resolved.revalidated, resolved.stale, resolved.first)
+        return replace(resolved, meta=meta)
 
     async def _merge_checksums(self, meta: ObjectMeta, head: asyncio.Task[Answer]) -> ObjectMeta:
         try:
@@ -400,15 +425,44 @@ class ReadThrough:
             sample.disk_errors = {"io": self._disk.errors, "corrupt": self._disk.corrupt}
         return sample
 
-    def note_read(self, obj: ObjectId, meta: ObjectMeta, start: int, end: int) -> None:
-        """A client has been sent bytes start..end: read-ahead learns from it."""
+    def note_read(
+        self, obj: ObjectId, meta: ObjectMeta, start: int, end: int, response: Span
+    ) -> None:
+        """A client has been sent bytes start..end of a `response`: read-ahead learns from it."""
         if meta.size > self.block_size:
-            self.prefetcher.on_read(obj, meta, start, end)
+            self.prefetcher.on_read(obj, meta, Span(start, end), response)
 
     async def block(self, obj: ObjectId, meta: ObjectMeta, index: int) -> tuple[bytes, Source]:
         key = BlockKey(obj.bucket, obj.key, meta.etag, index)
         self.prefetcher.served(key)
         return await self._block(obj, meta, key)
+
+    async def part(
+        self, obj: ObjectId, meta: ObjectMeta, index: int, start: int, end: int
+    ) -> tuple[Piece, Source]:
+        """What a read of start..end needs of block `index`: the whole block (cached), unless
+        the read needs part of it, no tier has it and no partial read fetched those bytes
+        lately: then only that part (tiering/parts.py)."""
+        key = BlockKey(obj.bucket, obj.key, meta.etag, index)
+        span = part_needed(index, self.block_size, meta.size, start, end)
+        held = self._ram.contains(key) or key in self._loads
+        if span is None or held or not self._touched.fresh(key, span):
+            block, source = await self.block(obj, meta, index)
+            return Piece(index * self.block_size, block), source
+        stored = await self._disk.get(key) if self._disk is not None else None
+        if stored is not None and len(stored) == expected_length(index, self.block_size, meta.size):
+            self._admit_ram(key, stored, meta)
+            return Piece(index * self.block_size, stored), Source.DISK
+        return Piece(span.start, await self._fetch_part(obj, meta, span)), Source.UPSTREAM
+
+    async def _fetch_part(self, obj: ObjectId, meta: ObjectMeta, span: Span) -> bytes:
+        """Bytes `span` of this version from the upstream, or an exception (as _fetch_block)."""
+        answer = await self._get_range(obj, span, meta.etag, {})
+        if answer.status in (404, 412):
+            raise ObjectChanged(f"{obj.bucket}/{obj.key} changed during the read")
+        if answer.status != 206 or len(answer.body) != span.length:
+            raise UpstreamBroken(f"bytes {span.start}-{span.end}: status {answer.status}")
+        return answer.body
 
     async def _prefetch_block(self, obj: ObjectId, meta: ObjectMeta, index: int) -> None:
         await self._block(obj, meta, BlockKey(obj.bucket, obj.key, meta.etag, index))
@@ -523,6 +577,14 @@ class ReadThrough:
         if if_match is not None:
             headers["if-match"] = if_match
         return await self._call("GET", obj, headers, self.block_size)
+
+    async def _get_range(
+        self, obj: ObjectId, span: Span, if_match: str | None, extra: dict[str, str]
+    ) -> Answer:
+        headers = {"range": f"bytes={span.start}-{span.end}", **extra}
+        if if_match is not None:
+            headers["if-match"] = if_match
+        return await self._call("GET", obj, headers, span.length)
 
     async def _head(self, obj: ObjectId, if_none_match: str | None) -> Answer:
         headers = dict(CHECKSUM_MODE)
