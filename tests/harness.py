@@ -199,3 +199,14 @@ PER_RESPONSE_HEADERS = frozenset(
 def comparable(headers: Any) -> dict[str, str]:
     """An answer's headers that describe the object, by lower-case name."""
     return {k.lower(): v for k, v in headers.items() if k.lower() not in PER_RESPONSE_HEADERS}
+
+
+def sign_as_of(monkeypatch: Any, when: Any) -> None:
+    """Make botocore sign as if the clock said `when`. With awscrt installed, boto3 signs S3
+    requests with botocore.crt.auth, which imported the clock by name, so both are patched."""
+    monkeypatch.setattr("botocore.auth.get_current_datetime", lambda *a, **k: when)
+    try:
+        import botocore.crt.auth
+    except ImportError:  # no awscrt: botocore.auth alone signs
+        return
+    monkeypatch.setattr(botocore.crt.auth, "get_current_datetime", lambda *a, **k: when)
