@@ -26,6 +26,7 @@ from proxy.errors import (
     render,
     with_ids,
 )
+from proxy.preconditions import upstream_decides_range
 from proxy.s3request import S3Request, check_wire
 from tiering.metrics import Metrics, operation_of
 from tiering.readthrough import ReadThrough
@@ -168,7 +169,7 @@ async def _route(
     send: Send,
     ids: RequestIds,
 ) -> None:
-    if req.cacheable:
+    if req.cacheable and not upstream_decides_range(headers):
         await objects.serve(req, headers, c.readthrough, receive, send, ids.headers)
     elif uploads.is_put_object(req, headers):
         await uploads.put_object(
