@@ -1,11 +1,13 @@
 """The ASGI application: one lean entry point for the whole S3 surface, no framework per request.
 
 Routing is two-way: cacheable object reads go to `objects`, everything else to `forward`.
-Every error reaches the client here, in one place, in S3's own format.
+Every error reaches the client here, in one place, in S3's own format, with the request ids S3
+sends; what nothing expected ends in one catch-all (`_unexpected`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from contextvars import ContextVar
@@ -16,13 +18,15 @@ from proxy.access import authorize
 from proxy.asgi import ASGIApp, Headers, Message, Receive, Scope, Send, header_map, respond
 from proxy.auth import Keyring, Verified, verify
 from proxy.errors import (
+    InternalError,
+    RequestIds,
     S3Error,
     ServiceUnavailable,
     UpstreamAnswer,
-    new_host_id,
-    new_request_id,
     render,
+    with_ids,
 )
+from proxy.preconditions import upstream_decides_range
 from proxy.s3request import S3Request, check_wire
 from tiering.metrics import Metrics, operation_of
 from tiering.readthrough import ReadThrough
@@ -58,6 +62,18 @@ class Components:
     metrics: Metrics | None = None
 
 
+@dataclass(slots=True)
+class Exchange:
+    """One S3 request being answered: what its error answers, log lines and metrics need,
+    filled in as the request is understood."""
+
+    method: str
+    resource: str
+    ids: RequestIds
+    operation: str = "other"
+    had_body: bool = False  # the request declared a body, which may be left unread
+
+
 class Tracked:
     """A `send` that remembers the status and X-Cache-Status it sent: after the start, errors
     can only close the connection, and the metrics want both."""
@@ -90,59 +106,58 @@ async def handle(c: Components, scope: Scope, receive: Receive, send: Send) -> N
         return
     started = time.perf_counter()
     tracked = Tracked(send)
-    request_id = new_request_id()
-    token = REQUEST_ID.set(request_id)
+    exchange = Exchange(scope["method"], raw_path.decode("latin-1"), RequestIds.new())
+    token = REQUEST_ID.set(exchange.ids.request_id)
     metrics = c.metrics
     if metrics is not None:
         metrics.in_flight.inc()
     try:
-        operation = await _answer(c, scope, raw_path, request_id, receive, tracked)
+        await _answer(c, scope, raw_path, exchange, receive, tracked)
+    except (Exception, asyncio.CancelledError) as exc:
+        # CancelledError too: whether a shutdown cancelled this request or a fetch it waited
+        # on was cancelled, the request ends here, answered or cut off, and nothing above
+        # would do better than a bare 500 and a second traceback.
+        await _unexpected(exc, exchange, tracked, metrics)
     finally:
         REQUEST_ID.reset(token)
         if metrics is not None:
             metrics.in_flight.dec()
             elapsed = time.perf_counter() - started
-            metrics.request(operation, tracked.status or 499, tracked.result, elapsed)
+            metrics.request(exchange.operation, tracked.status or 499, tracked.result, elapsed)
 
 
 async def _answer(
-    c: Components, scope: Scope, raw_path: bytes, request_id: str, receive: Receive, send: Tracked
-) -> str:
-    """Answer one S3 request; returns its operation name for the metrics."""
-    method: str = scope["method"]
-    ids: Headers = [
-        (b"x-amz-request-id", request_id.encode()),
-        (b"x-amz-id-2", new_host_id().encode()),
-    ]
+    c: Components, scope: Scope, raw_path: bytes, exchange: Exchange, receive: Receive,
+    send: Tracked,
+) -> None:  # fmt: skip
+    """Answer one S3 request, turning every expected failure into S3's answer for it."""
+    method = exchange.method
     headers = header_map(scope["headers"])
-    resource = raw_path.decode("latin-1")
+    exchange.had_body = forward.has_body(headers)
     req: S3Request | None = None
     verified: Verified | None = None
-    operation = "other"
     try:
         check_wire(method, scope.get("http_version", "1.1"), scope["headers"])
         req = S3Request.parse(method, raw_path, scope["query_string"], headers, c.base_domain)
-        resource = req.resource
-        operation = operation_of(method, req.bucket, req.key, (k for k, _ in req.query))
+        exchange.resource = req.resource
+        exchange.operation = operation_of(method, req.bucket, req.key, (k for k, _ in req.query))
         if c.keyring is not None:
             verified = verify(
                 method, raw_path, scope["query_string"], headers, c.keyring, time.time(),
                 expected_region=c.region,
             )  # fmt: skip
             authorize(req, headers, verified.principal)
-        await _route(c, req, headers, verified, receive, send, ids)
+        await _route(c, req, headers, verified, receive, send, exchange.ids)
     except UpstreamAnswer as answer:
         if not send.started and req is not None:
-            await _replay(answer, req, headers, verified, receive, send, c)
+            await _replay(answer, req, headers, verified, receive, send, c, exchange.ids)
     except S3Error as error:
         if not send.started:
-            await _error(send, error, method, resource, ids, forward.has_body(headers))
+            await _error(send, error, exchange)
     except (UpstreamUnavailable, UpstreamBroken) as exc:
-        log.warning("upstream failure for %s %s: %s", method, resource, exc)
+        log.warning("upstream failure for %s %s: %s", method, exchange.resource, exc)
         if not send.started:
-            unavailable = ServiceUnavailable(f"Upstream unavailable: {exc}")
-            await _error(send, unavailable, method, resource, ids, forward.has_body(headers))
-    return operation
+            await _error(send, ServiceUnavailable(f"Upstream unavailable: {exc}"), exchange)
 
 
 async def _route(
@@ -152,18 +167,18 @@ async def _route(
     verified: Verified | None,
     receive: Receive,
     send: Send,
-    ids: Headers,
+    ids: RequestIds,
 ) -> None:
-    if req.cacheable:
-        await objects.serve(req, headers, c.readthrough, receive, send, ids)
+    if req.cacheable and not upstream_decides_range(headers):
+        await objects.serve(req, headers, c.readthrough, receive, send, ids.headers)
     elif uploads.is_put_object(req, headers):
         await uploads.put_object(
             req, headers, c.readthrough, c.upstream, c.spool_dir, c.put_cache_max_bytes,
-            receive, send, verified,
+            receive, send, verified, ids,
         )  # fmt: skip
     else:
         await forward.forward(
-            req, headers, c.upstream, c.readthrough.invalidate, receive, send, verified
+            req, headers, c.upstream, c.readthrough.invalidate, receive, send, ids, verified
         )
 
 
@@ -175,30 +190,50 @@ async def _replay(
     receive: Receive,
     send: Send,
     c: Components,
+    ids: RequestIds,
 ) -> None:
     """The upstream's own refusal, verbatim. A GET whose miss was looked up with a HEAD got an
     answer without its error document, so it is asked again as the client asked it."""
     if req.method == "GET" and not answer.body:
         invalidate = c.readthrough.invalidate
-        await forward.forward(req, headers, c.upstream, invalidate, receive, send, verified)
+        await forward.forward(req, headers, c.upstream, invalidate, receive, send, ids, verified)
         return
     out = [(n, v) for n, v in answer.headers if n.lower() not in NOT_REPLAYED]
     out.append((b"x-cache-status", b"MISS"))
+    out = with_ids(out, answer.body, ids)
     await respond(send, answer.status, out, b"" if req.method == "HEAD" else answer.body)
 
 
-async def _error(
-    send: Send, error: S3Error, method: str, resource: str, ids: Headers, had_body: bool = False
-) -> None:
-    request_id = ids[0][1].decode()
-    body = render(error, resource, request_id, ids[1][1].decode())
-    headers: Headers = [(b"content-type", b"application/xml"), *ids, *error.headers]
+async def _error(send: Send, error: S3Error, exchange: Exchange) -> None:
+    body = render(error, exchange.resource, exchange.ids)
+    headers: Headers = [(b"content-type", b"application/xml"), *exchange.ids.headers]
+    headers.extend(error.headers)
     # A HEAD error has no body, but its Content-Length is still the one GET would have had.
     headers.append((b"content-length", str(len(body)).encode()))
-    if had_body:
+    if exchange.had_body:
         # The request body may be unread: the connection cannot carry another request.
         headers.append((b"connection", b"close"))
-    await respond(send, error.status, headers, b"" if method == "HEAD" else body)
+    await respond(send, error.status, headers, b"" if exchange.method == "HEAD" else body)
+
+
+async def _unexpected(
+    exc: BaseException, exchange: Exchange, send: Tracked, metrics: Metrics | None
+) -> None:
+    """The one catch-all, for what nothing expected: a bug, an object replaced again while a
+    read was retried, a cancellation. Logged once with its traceback and counted; the client
+    gets S3's InternalError (which SDKs retry), or, once the answer has begun, a closed
+    connection: returning without the final body message makes the server close it, so a cut
+    body never looks whole."""
+    log.error(
+        "unexpected %s answering %s %s", type(exc).__name__, exchange.method,
+        exchange.resource, exc_info=exc,
+    )  # fmt: skip
+    if metrics is not None:
+        metrics.unexpected(exchange.operation)
+    if send.started:
+        return
+    exchange.had_body = True  # the request's state is unknown: its connection is not reused
+    await _error(send, InternalError(), exchange)
 
 
 async def _admin(raw_path: bytes, send: Send) -> None:

@@ -18,11 +18,20 @@
 
 Upstream answers are not ours to reword: a 404 NoSuchKey or a 403 AccessDenied reaches the
 client byte for byte, so clients see exactly what S3 said.
+
+Request ids. S3 sends `x-amz-request-id` and `x-amz-id-2` with every answer, and an error's XML
+repeats them as `<RequestId>` and `<HostId>`; SDKs log the header and compare it with the body.
+An error s3tier writes carries its own ids in both. An answer replayed from the upstream keeps
+the upstream's ids, which are the ones S3 support can trace: the body's `<RequestId>` when it
+has one (so header and body agree), else the upstream's header; s3tier's ids fill in only what
+the upstream left out (moto sends no `x-amz-id-2`; a HEAD error has no body). Bodies are never
+rewritten (`with_ids`).
 """
 
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass, field
 from random import getrandbits
 from xml.sax.saxutils import escape
@@ -94,6 +103,55 @@ class UpstreamAnswer(Exception):
     body: bytes = field(default=b"")
 
 
+@dataclass(frozen=True, slots=True)
+class RequestIds:
+    """The ids of one request s3tier answers: its x-amz-request-id and x-amz-id-2."""
+
+    request_id: str
+    host_id: str
+
+    @classmethod
+    def new(cls) -> RequestIds:
+        return cls(new_request_id(), new_host_id())
+
+    @property
+    def headers(self) -> Headers:
+        request_id, host_id = self.request_id.encode(), self.host_id.encode()
+        return [(b"x-amz-request-id", request_id), (b"x-amz-id-2", host_id)]
+
+
+ID_HEADERS = frozenset({b"x-amz-request-id", b"x-amz-id-2"})
+# An id is a printable token: no space, no "<", nothing that could end a header line.
+_BODY_REQUEST_ID = re.compile(rb"<RequestId>([!-;=-~]{1,1024})</RequestId>")
+_BODY_HOST_ID = re.compile(rb"<HostId>([!-;=-~]{1,1024})</HostId>")
+# Where an upstream's own request id may be: S3's header, then the spelling of AWS's JSON
+# protocols, which moto sends on S3 answers too.
+_UPSTREAM_REQUEST_ID = (b"x-amz-request-id", b"x-amzn-requestid")
+
+
+def with_ids(headers: Headers, body: bytes, own: RequestIds) -> Headers:
+    """An upstream answer's headers, carrying the two id headers S3 always sends.
+
+    Each id is the upstream's when it sent one (the error document's first, so that header and
+    body agree, then its header), else s3tier's own. See the module docstring.
+    """
+    sent = {name.lower(): value for name, value in headers}
+    request_id = _search(_BODY_REQUEST_ID, body)
+    request_id = request_id or next((sent[n] for n in _UPSTREAM_REQUEST_ID if n in sent), None)
+    host_id = _search(_BODY_HOST_ID, body) or sent.get(b"x-amz-id-2")
+    kept = [(name, value) for name, value in headers if name.lower() not in ID_HEADERS]
+    return [
+        *kept,
+        (b"x-amz-request-id", request_id or own.request_id.encode()),
+        (b"x-amz-id-2", host_id or own.host_id.encode()),
+    ]
+
+
+def _search(pattern: re.Pattern[bytes], body: bytes) -> bytes | None:
+    found = pattern.search(body) if body else None
+    return found.group(1) if found else None
+
+
 def new_request_id() -> str:
     # S3 request ids are 16 upper-case hex characters. They identify, they protect nothing, so
     # a per-process PRNG will do: os.urandom is a system call on every request.
@@ -104,7 +162,7 @@ def new_host_id() -> str:
     return base64.b64encode(getrandbits(384).to_bytes(48, "big")).decode()
 
 
-def render(error: S3Error, resource: str, request_id: str, host_id: str) -> bytes:
+def render(error: S3Error, resource: str, ids: RequestIds) -> bytes:
     """The XML body S3 sends for an error; extra fields (Condition, ActualObjectSize) included."""
     parts = [
         '<?xml version="1.0" encoding="UTF-8"?>\n<Error>',
@@ -113,7 +171,7 @@ def render(error: S3Error, resource: str, request_id: str, host_id: str) -> byte
     ]
     parts.extend(f"<{name}>{escape(value)}</{name}>" for name, value in error.fields.items())
     parts.append(f"<Resource>{escape(resource)}</Resource>")
-    parts.append(f"<RequestId>{request_id}</RequestId><HostId>{host_id}</HostId></Error>")
+    parts.append(f"<RequestId>{ids.request_id}</RequestId><HostId>{ids.host_id}</HostId></Error>")
     return "".join(parts).encode()
 
 

@@ -1,6 +1,8 @@
 """Everything not a cacheable read: forwarded upstream re-signed, streaming both ways.
 
-The upstream's status, headers and body come back unchanged, apart from hop-by-hop headers.
+The upstream's status, headers and body come back unchanged, apart from hop-by-hop headers and
+the request ids, which S3 always sends and the upstream may not have (`errors.with_ids`): an
+error answer is small, so it is read whole first and its `<RequestId>` goes in the header.
 Request bodies go through `ClientBody`, so the upstream receives the payload the client meant.
 Writes drop the cache entries of the keys they name before the request is sent and again once
 the answer is in (or the request failed, when the write may or may not have happened), so a
@@ -14,10 +16,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 
 from aiohttp import ClientResponse
 
-from proxy.asgi import Receive, Send, chunk, start
+from proxy.asgi import Receive, Send, chunk, respond, start
 from proxy.auth import Verified
 from proxy.bodies import ClientBody
-from proxy.errors import AccessDenied, S3Error
+from proxy.errors import AccessDenied, RequestIds, S3Error, with_ids
 from proxy.mutations import DELETE_BODY_LIMIT, is_delete_objects, touched
 from proxy.s3request import S3Request, encode_query
 from tiering.blocks import ObjectId
@@ -26,6 +28,8 @@ from tiering.upstream import Upstream, UpstreamBroken, UpstreamUnavailable, read
 
 log = logging.getLogger("s3tier.forward")
 STREAM_CHUNK_BYTES = 256 << 10
+# S3's error documents are well under a kilobyte; a larger one is streamed, its ids unread.
+ERROR_BODY_LIMIT = 64 << 10
 # RFC 9110 §7.6.1 hop-by-hop headers, plus what the proxy's own signature replaces.
 NOT_FORWARDED = frozenset(
     {
@@ -62,6 +66,7 @@ async def forward(
     invalidate: Invalidate,
     receive: Receive,
     send: Send,
+    ids: RequestIds,
     verified: Verified | None = None,
 ) -> None:
     out_headers = upstream_headers(headers)
@@ -94,7 +99,12 @@ async def forward(
             out = [(n, v) for n, v in response.raw_headers if n.lower() not in NOT_RETURNED]
             if req.is_object_read:
                 out.append((b"x-cache-status", b"BYPASS"))
-            await start(send, response.status, out)
+            if is_small_error(response):
+                pieces = [piece async for piece in read_chunks(response, ERROR_BODY_LIMIT)]
+                document = b"".join(pieces)
+                await respond(send, response.status, with_ids(out, document, ids), document)
+                return
+            await start(send, response.status, with_ids(out, b"", ids))
             await relay(response, send, req)
     except (UpstreamUnavailable, UpstreamBroken):
         for obj in targets:
@@ -114,6 +124,11 @@ async def relay(response: ClientResponse, send: Send, req: S3Request) -> None:
         log.warning("upstream answer broke off for %s %s: %s", req.method, req.resource, exc)
         return
     await chunk(send, b"", more=False)
+
+
+def is_small_error(response: ClientResponse) -> bool:
+    length = response.content_length
+    return response.status >= 400 and length is not None and length <= ERROR_BODY_LIMIT
 
 
 def upstream_headers(headers: Mapping[str, str]) -> dict[str, str]:

@@ -7,7 +7,16 @@ evaluation; S3 documents the same order for GetObject and HeadObject:
     2. If-Unmodified-Since false -> 412 (Condition If-Unmodified-Since)
     3. If-None-Match       false -> 304                        true -> skip step 4
     4. If-Modified-Since   false -> 304
-    5. PROCEED; the caller applies If-Range and Range afterwards (§13.2.2 steps 5-6).
+    5. PROCEED; the caller applies Range afterwards (§13.2.2 step 6).
+
+If-Range (§13.1.5, §13.2.2 step 5) is not evaluated here, nor anywhere in s3tier. AWS's
+GetObject and HeadObject define no If-Range header (the S3 API model, which the API reference
+and every SDK are generated from, lists If-Match, If-Modified-Since, If-None-Match,
+If-Unmodified-Since and Range), moto serves the range whatever If-Range says, and at least one
+user reports that S3 itself honours it. What S3 does with it is the upstream's to say: a Range
+made conditional by If-Range bypasses the cache and is forwarded as sent
+(`upstream_decides_range`), so the client gets exactly what the upstream answers. An If-Range
+without a Range means nothing (§13.1.5) and is served from the cache like any GET.
 
 The decision is a value; the caller renders it. Nothing here reads a clock or does I/O.
 """
@@ -97,6 +106,12 @@ def evaluate(pre: Preconditions, etag: str, last_modified: int | None) -> Decisi
     if _not_modified_since(last_modified, pre.if_modified_since):
         return _NOT_MODIFIED
     return _PROCEED
+
+
+def upstream_decides_range(headers: Mapping[str, str]) -> bool:
+    """Whether a GET/HEAD carries a Range made conditional by If-Range, which only the
+    upstream can answer as S3 does (see the module docstring)."""
+    return "if-range" in headers and "range" in headers
 
 
 def parse_http_date(value: str) -> int | None:

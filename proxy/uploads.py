@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator, Mapping
 from proxy.asgi import Headers, Receive, Send, respond
 from proxy.auth import Verified
 from proxy.bodies import ClientBody
-from proxy.errors import S3Error
+from proxy.errors import RequestIds, S3Error, with_ids
 from proxy.forward import NOT_RETURNED, upstream_headers
 from proxy.s3request import BYPASS_HEADERS, NEUTRAL_QUERY, S3Request, encode_query
 from tiering.blocks import ObjectId
@@ -52,6 +52,7 @@ async def put_object(
     receive: Receive,
     send: Send,
     verified: Verified | None = None,
+    ids: RequestIds | None = None,
 ) -> None:
     obj = ObjectId(req.bucket, req.key)
     length = _declared_length(headers)
@@ -77,6 +78,8 @@ async def put_object(
     finally:
         if spool is not None:
             spool.close()
+    if ids is not None:
+        answer_headers = with_ids(answer_headers, answer, ids)
     await respond(send, status, answer_headers, answer)
 
 

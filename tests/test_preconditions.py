@@ -13,6 +13,7 @@ from proxy.preconditions import (
     evaluate,
     format_http_date,
     parse_http_date,
+    upstream_decides_range,
 )
 
 ETAG = '"d41d8cd98f00b204e9800998ecf8427e"'
@@ -237,3 +238,26 @@ def test_a_formatted_date_parses_back_to_the_same_second(epoch: int) -> None:
 @given(st.text(max_size=40))
 def test_parsing_any_text_never_raises(value: str) -> None:
     parse_http_date(value)
+
+
+@pytest.mark.parametrize(
+    ("headers", "upstream_decides"),
+    [
+        ({"range": "bytes=0-9", "if-range": ETAG}, True),
+        ({"range": "bytes=-5", "if-range": "Wed, 21 Oct 2015 07:28:00 GMT"}, True),
+        ({"range": "bytes=0-9", "if-match": ETAG}, False),  # judged by evaluate(), as S3 does
+        ({"if-range": ETAG}, False),  # RFC 9110 §13.1.5: without a Range it means nothing
+        ({}, False),
+    ],
+)
+def test_only_a_range_made_conditional_by_if_range_is_left_to_the_upstream(
+    headers: dict[str, str], upstream_decides: bool
+) -> None:
+    assert upstream_decides_range(headers) is upstream_decides
+
+
+def test_if_range_is_no_precondition_of_its_own() -> None:
+    """S3's GetObject defines no If-Range: it never makes evaluate() answer 304 or 412."""
+    pre = Preconditions.from_headers({"if-range": OTHER})
+    assert not pre.present
+    assert evaluate(pre, ETAG, MODIFIED) == PROCEED

@@ -14,6 +14,8 @@ s3tier:
     drip_next           the body trickles, a few bytes at a time with pauses between them
     wrong_length_next   more Content-Length declared than sent, then the connection closes
     short_body_next     a well-framed body shorter than the upstream's (Content-Length agrees)
+    before_next         an action (say, replacing the object upstream) runs, then the request
+                        is forwarded as usual: a race with another writer, made certain
 
 Each takes `times` (default 1; None: every matching request from now on).
 
@@ -80,6 +82,7 @@ class Fault:
     every_s: float = 0.0  # "drip"
     extra_bytes: int = 0  # "wrong_length": declared beyond what is sent
     keep_bytes: int = 0  # "short_body": body bytes actually sent
+    before: Callable[[], None] | None = None  # "forward": run (in a thread) before forwarding
 
     def take(self) -> None:
         self.hits += 1
@@ -198,6 +201,11 @@ class UpstreamShim:
         fault = Fault(matches, None, kind="short_body", times=times, keep_bytes=keep_bytes)
         return self._add(fault)
 
+    def before_next(
+        self, matches: Callable[[Recorded], bool], action: Callable[[], None], times: int | None = 1
+    ) -> Fault:
+        return self._add(Fault(matches, None, times=times, before=action))
+
     def clear_faults(self) -> None:
         self.faults.clear()
 
@@ -238,6 +246,8 @@ class UpstreamShim:
         fault = next((f for f in self.faults if not f.used and f.matches(record)), None)
         if fault is not None:
             fault.take()
+            if fault.before is not None:
+                await asyncio.to_thread(fault.before)
             if fault.kind in ("reset", "close"):
                 return _hang_up(request, reset=fault.kind == "reset")
             if fault.kind == "answer":

@@ -115,6 +115,11 @@ class Metrics:
             "s3tier_requests_in_flight", "Requests being answered", registry=r,
             multiprocess_mode="livesum",
         )  # fmt: skip
+        self.unexpected_errors = Counter(
+            "s3tier_unexpected_errors",
+            "Requests ended by an error nothing expected (a bug): answered InternalError, or cut",
+            ["operation"], registry=r,
+        )  # fmt: skip
         self.response_duration = Histogram(
             "s3tier_response_duration_seconds", "Time to answer, by cache result", ["result"],
             buckets=LATENCY_BUCKETS, registry=r,
@@ -129,6 +134,7 @@ class Metrics:
         }
         self.result_children = {res: self.cache_results.labels(res) for res in RESULTS}
         self.duration_children = {res: self.response_duration.labels(res) for res in RESULTS}
+        self.unexpected_children = {op: self.unexpected_errors.labels(op) for op in OPERATIONS}
         for kind in ERROR_KINDS:
             self.upstream_errors.labels(kind)
         for op in UPSTREAM_OPERATIONS:
@@ -142,6 +148,9 @@ class Metrics:
         if result != "none":
             self.result_children[result].inc()
         self.duration_children[result].observe(seconds)
+
+    def unexpected(self, operation: str) -> None:
+        self.unexpected_children[operation].inc()
 
     def upstream(self, operation: str, received: int, seconds: float) -> None:
         self.upstream_requests.labels(operation).inc()
