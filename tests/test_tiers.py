@@ -7,6 +7,8 @@ import contextlib
 import os
 import random
 import sqlite3
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -308,3 +310,26 @@ def test_one_busy_worker_may_fill_the_budget_and_an_idle_one_still_gets_room(
     finally:
         busy.close()
         idle.close()
+
+
+def test_the_ledger_is_one_count_for_every_process_that_attaches_it() -> None:
+    name = f"s3tier-test-ledger-{os.getpid()}"
+    owner = DiskLedger(2, name, create=True)
+    worker = f"""
+from tiering.diskledger import DiskLedger
+ledger = DiskLedger(name={name!r})  # what a worker process does, by name
+assert ledger.workers == 2
+ledger.initialise(lambda: 300)
+assert ledger.reserve(600, limit=1000)
+assert not ledger.reserve(101, limit=1000)  # 300 + 600 + 101 > 1000: nothing charged
+ledger.release(200)
+ledger.close()
+"""
+    try:
+        subprocess.run([sys.executable, "-c", worker], check=True, timeout=30)
+        owner.initialise(lambda: 10_000)  # once per server: the worker did it already
+        assert owner.charged == 700
+        assert owner.reserve(300, limit=1000)
+        assert not owner.reserve(1, limit=1000)
+    finally:
+        owner.close(unlink=True)
