@@ -33,6 +33,7 @@ from proxy.auth import Keyring, Principal
 from proxy.embedded import EMBEDDED_CREDENTIALS, EmbeddedS3
 from proxy.httpserver import CoalescingHttpToolsProtocol
 from tiering.disk import DiskTier, mark_clean, reclaim_orphans, unclean_since_last_run
+from tiering.diskledger import DiskLedger
 from tiering.epochs import WriteEpochs
 from tiering.listing import list_prefix
 from tiering.metastore import MetaStore
@@ -47,6 +48,7 @@ from tiering.warmup import WarmJobs
 log = logging.getLogger("s3tier")
 SETTINGS_ENV = "S3TIER_INTERNAL_SETTINGS"  # hands settings to worker processes
 EPOCHS_ENV = "S3TIER_INTERNAL_EPOCHS"  # names the shared write-epoch block
+LEDGER_ENV = "S3TIER_INTERNAL_DISK_LEDGER"  # names the shared disk budget's ledger
 
 
 class S3Tier:
@@ -85,7 +87,7 @@ class S3Tier:
         session = new_session(s.upstream_connect_timeout_s, s.upstream_read_timeout_s)
         upstream = Upstream(s.upstream, Signer(self._credentials, s.region), session, self._metrics)
         self._session = session
-        self._disk = open_disk_tier(s.disk_dir, s.disk_bytes)
+        self._disk = open_disk_tier(s.disk_dir, s.disk_bytes, shared_disk_ledger())
         readthrough = ReadThrough(
             ram=RamTier(s.ram_bytes),
             disk=self._disk,
@@ -155,13 +157,19 @@ def shared_epochs() -> WriteEpochs:
     return WriteEpochs(name) if name else WriteEpochs()
 
 
-def open_disk_tier(directory: str, max_bytes: int) -> DiskTier | None:
+def shared_disk_ledger() -> DiskLedger:
+    """One disk budget for the server: the shared ledger when there are several workers."""
+    name = os.environ.get(LEDGER_ENV)
+    return DiskLedger(name=name) if name else DiskLedger()
+
+
+def open_disk_tier(directory: str, max_bytes: int, ledger: DiskLedger) -> DiskTier | None:
     """The disk tier, or None when it is switched off or cannot be opened: a broken disk
     degrades the proxy to RAM and pass-through, it does not stop it."""
     if max_bytes <= 0:
         return None
     try:
-        return DiskTier(directory, max_bytes)
+        return DiskTier(directory, max_bytes, ledger=ledger)
     except Exception as exc:
         log.warning("disk tier unavailable, serving without it: %s: %s", type(exc).__name__, exc)
         return None
@@ -211,6 +219,7 @@ def serve(settings: Settings) -> None:
         timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
     epochs: WriteEpochs | None = None
+    ledger: DiskLedger | None = None
     try:
         if settings.workers == 1:
             uvicorn.run(build_app(settings, embedded is not None), **common)
@@ -221,6 +230,8 @@ def serve(settings: Settings) -> None:
             # Writes seen by every worker: one block of write epochs, owned by this process.
             epochs = WriteEpochs(f"s3tier-epochs-{os.getpid()}", create=True)
             os.environ[EPOCHS_ENV] = epochs.name or ""
+            ledger = DiskLedger(settings.workers, f"s3tier-disk-{os.getpid()}", create=True)
+            os.environ[LEDGER_ENV] = ledger.name or ""
             uvicorn.run(
                 "proxy.server:app_from_environment",
                 factory=True,
@@ -230,6 +241,8 @@ def serve(settings: Settings) -> None:
     finally:
         if epochs is not None:
             epochs.close(unlink=True)
+        if ledger is not None:
+            ledger.close(unlink=True)
         if settings.disk_bytes > 0:
             mark_clean(settings.disk_dir)
         metrics_dir = os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)

@@ -180,7 +180,9 @@ def test_a_scan_of_ten_times_the_capacity_and_the_hot_set(
     assert survivors_of_a_scan(factory(1000), scan_entry_bytes) == survivors
 
 
-OPERATIONS = st.lists(st.tuples(st.sampled_from(["get", "remove"]), st.integers(0, 19)))
+OPERATIONS = st.lists(
+    st.tuples(st.sampled_from(["get", "get", "remove", "resize"]), st.integers(0, 19))
+)
 
 
 @pytest.mark.parametrize("factory", BOTH)
@@ -198,6 +200,11 @@ def test_byte_accounting_stays_exact_and_within_capacity(
         if operation == "remove":
             policy.remove(key)
             resident.discard(key)
+        elif operation == "resize":  # a budget shared with other workers grows and shrinks
+            capacity = 1 + 16 * key
+            evicted = policy.resize(capacity)
+            assert set(evicted) <= resident
+            resident -= set(evicted)
         elif policy.access(key, sizes[key], float(now)):
             assert key in resident
         else:

@@ -3,6 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import random
+import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,7 +18,8 @@ import pytest
 
 from tiering.blocks import BlockKey
 from tiering.disk import DiskTier, mark_clean, reclaim_orphans, unclean_since_last_run
-from tiering.policy import TinyLFUPolicy
+from tiering.diskledger import DiskLedger
+from tiering.policy import LRUPolicy, TinyLFUPolicy
 from tiering.ram import RamTier
 from tiering.tier import Tier
 
@@ -152,3 +160,176 @@ def test_orphaned_value_files_are_reclaimed_after_an_unclean_shutdown(tmp_path: 
         assert asyncio.run(reopened.get(key(1))) == b"k" * 40_000  # real blocks survive
     finally:
         reopened.close()
+
+
+# -- the disk tier's index, policy and budget (issue 10, item 5) --------------------------------
+
+
+def index_state(folder: Path) -> tuple[Any, ...]:
+    """Everything a write to the SQLite index would change: its file, and each row's
+    access columns (which diskcache's least-recently-used policy rewrites on every hit)."""
+    index = folder / "cache" / "cache.db"
+    with contextlib.closing(sqlite3.connect(f"file:{index}?mode=ro", uri=True)) as db:
+        rows = db.execute("SELECT rowid, access_time, access_count FROM Cache").fetchall()
+    found = index.stat()
+    return found.st_mtime_ns, found.st_size, tuple(rows)
+
+
+def eviction_setting(folder: Path) -> str:
+    index = folder / "cache" / "cache.db"
+    with contextlib.closing(sqlite3.connect(f"file:{index}?mode=ro", uri=True)) as db:
+        (value,) = db.execute("SELECT value FROM Settings WHERE key = 'eviction_policy'").fetchone()
+    return str(value)
+
+
+def value_files(folder: Path) -> list[Path]:
+    return sorted((folder / "cache").rglob("*.val"))
+
+
+def test_a_disk_hit_writes_nothing_to_the_index(tmp_path: Path) -> None:
+    folder = tmp_path / "disk"
+    disk = DiskTier(str(folder), 64 << 20)
+    try:
+        assert run(disk.put(key(1), b"h" * 40_000))
+        before = index_state(folder)
+        time.sleep(0.01)  # a write now would show in the file's mtime
+        for _ in range(5):
+            assert run(disk.get(key(1))) == b"h" * 40_000
+        assert index_state(folder) == before
+    finally:
+        disk.close()
+
+
+def test_the_orphan_repair_opens_the_live_folder_with_the_serving_settings(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "disk"
+    disk = DiskTier(str(folder), 64 << 20)
+    try:
+        assert run(disk.put(key(1), b"r" * 40_000))
+        serving = eviction_setting(folder)
+        reclaim_orphans(str(folder))  # runs beside the serving tier after an unclean stop
+        assert eviction_setting(folder) == serving
+        before = index_state(folder)
+        time.sleep(0.01)
+        assert run(disk.get(key(1))) == b"r" * 40_000
+        assert index_state(folder) == before  # and hits still write nothing
+    finally:
+        disk.close()
+
+
+def test_every_block_the_policy_evicts_is_deleted_from_disk(tmp_path: Path) -> None:
+    folder = tmp_path / "disk"
+    block = 40_000
+    before_restart = DiskTier(str(folder), 64 << 20)
+    run(before_restart.put(key(100), b"a" * block))
+    before_restart.close()
+    # After a restart the policy knows nothing; it holds three blocks.
+    disk = DiskTier(str(folder), 64 << 20, policy=LRUPolicy(3 * block))
+    try:
+        for i in range(3):
+            assert run(disk.put(key(i), bytes([i]) * block))
+        assert len(value_files(folder)) == 4
+        # Reading the block stored before the restart makes the policy learn it, which
+        # evicts the least recently used of the three: that one must leave the disk too.
+        assert run(disk.get(key(100))) == b"a" * block
+        assert not disk.holds(key(0))
+        assert run(disk.get(key(0))) is None
+        assert len(value_files(folder)) == 3
+    finally:
+        disk.close()
+
+
+def charged_for(files: list[Path], unit: int) -> int:
+    """What the ledger must hold for these value files: blocks, and two folders each."""
+    return sum(-(-p.stat().st_size // unit) * unit + 2 * unit for p in files)
+
+
+def folder_bytes(folder: Path) -> int:
+    """`du -s`: allocated blocks of every file and folder."""
+    return sum(p.lstat().st_blocks * 512 for p in [folder, *folder.rglob("*")])
+
+
+def test_two_workers_sharing_a_folder_keep_one_exact_budget_under_churn(tmp_path: Path) -> None:
+    folder = tmp_path / "disk"
+    budget = 2 << 20
+    ledger = DiskLedger(workers=2)
+    workers = [DiskTier(str(folder), budget, ledger=ledger) for _ in range(2)]
+    unit = os.statvfs(folder).f_bsize
+    rng = random.Random(3)
+    sizes = {i: rng.randint(40_000, 300_000) for i in range(60)}
+
+    def body(i: int) -> bytes:
+        return bytes([i]) * sizes[i]
+
+    async def step(tier: DiskTier) -> None:
+        i = rng.randrange(60)
+        roll = rng.random()
+        if roll < 0.1:
+            await tier.delete(key(i))
+        elif (got := await tier.get(key(i))) is None:
+            await tier.put(key(i), body(i))
+        else:
+            assert got == body(i)  # a block another worker evicted is a miss, never wrong
+
+    async def go() -> None:
+        for _ in range(150):
+            await asyncio.gather(*(step(tier) for tier in workers for _ in range(3)))
+            assert folder_bytes(folder) <= budget
+            assert ledger.charged == charged_for(value_files(folder), unit)
+
+    try:
+        run(go())
+        assert sum(tier.evictions for tier in workers) > 0, "the budget never had to evict"
+    finally:
+        for tier in workers:
+            tier.close()
+
+
+def test_one_busy_worker_may_fill_the_budget_and_an_idle_one_still_gets_room(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "disk"
+    budget = 2 << 20
+    ledger = DiskLedger(workers=2)
+    busy, idle = (DiskTier(str(folder), budget, ledger=ledger) for _ in range(2))
+    block = 100_000
+
+    async def go() -> None:
+        for i in range(40):
+            await busy.put(key(i), bytes([i]) * block)
+        # An equal share would be half; the free half is not wasted on the idle worker.
+        assert ledger.charged > budget * 0.7
+        for i in range(100, 105):
+            assert await idle.put(key(i), b"n" * block)  # room is made: the oldest go first
+            assert await idle.get(key(i)) == b"n" * block
+        assert folder_bytes(folder) <= budget
+
+    try:
+        run(go())
+    finally:
+        busy.close()
+        idle.close()
+
+
+def test_the_ledger_is_one_count_for_every_process_that_attaches_it() -> None:
+    name = f"s3tier-test-ledger-{os.getpid()}"
+    owner = DiskLedger(2, name, create=True)
+    worker = f"""
+from tiering.diskledger import DiskLedger
+ledger = DiskLedger(name={name!r})  # what a worker process does, by name
+assert ledger.workers == 2
+ledger.initialise(lambda: 300)
+assert ledger.reserve(600, limit=1000)
+assert not ledger.reserve(101, limit=1000)  # 300 + 600 + 101 > 1000: nothing charged
+ledger.release(200)
+ledger.close()
+"""
+    try:
+        subprocess.run([sys.executable, "-c", worker], check=True, timeout=30)
+        owner.initialise(lambda: 10_000)  # once per server: the worker did it already
+        assert owner.charged == 700
+        assert owner.reserve(300, limit=1000)
+        assert not owner.reserve(1, limit=1000)
+    finally:
+        owner.close(unlink=True)

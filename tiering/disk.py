@@ -1,14 +1,22 @@
-"""The disk tier: diskcache in a folder, byte-bounded, surviving restarts.
+"""The disk tier: diskcache in a folder, within one byte budget for the whole server, surviving
+restarts.
 
 Every diskcache call is synchronous SQLite and file I/O, so each runs on a small thread pool,
-never on the event loop. Values of 32 KiB and more are files with random names that diskcache
-chooses: object keys never become paths. Any error is a logged miss, never a failed request.
+never on the event loop. Every block is a file with a random name that diskcache chooses: object
+keys never become paths. Any error is a logged miss, never a failed request.
 
-Admission and eviction follow a byte-aware policy (W-TinyLFU) over 85% of the capacity; the
-policy lives in memory and runs on the loop. diskcache's own culling at 95% (leaving room for
-its index) is the hard bound behind it, and what reclaims blocks the policy has not met since
-a restart: rather than scanning the folder at start-up, the policy learns resident blocks as
-they are hit.
+Two things decide what is on disk (docs/reliability.md, "One disk budget across workers"):
+
+- *What is worth keeping*: a byte-aware W-TinyLFU policy in each worker, in memory, on the loop.
+  Every block it evicts is deleted from the folder.
+- *What the folder may hold*: one ledger for the whole server (tiering/diskledger.py), shared
+  by the workers. A block's file is charged before it is written and the charge released only
+  once the file is gone, so value files, the SQLite index and its journal together never exceed
+  --disk-bytes. When the ledger has no room (blocks other workers hold, or blocks stored before a
+  restart that no policy has met), the oldest stored blocks go first.
+
+diskcache itself evicts nothing (eviction policy "none"): its culling runs after a file is
+written and would delete behind the ledger. Nor does it write its index on a read.
 """
 
 from __future__ import annotations
@@ -30,13 +38,24 @@ from typing import Any
 import diskcache
 import xxhash
 
+from tiering.diskledger import DiskLedger
 from tiering.policy import Policy, TinyLFUPolicy
 
 log = logging.getLogger("s3tier.disk")
 _HASH = struct.Struct(">Q")
 CLEAN_MARKER = "s3tier-clean-shutdown"
-HARD_BOUND_SHARE = 0.95
 CORRUPT = b"\x00corrupt"  # a sentinel no real block is (blocks carry a trailer, this does not)
+# diskcache keeps values under this size inside its index; records (object metadata) must stay
+# there, since the ledger charges only files.
+_RECORD_MAX_BYTES = 1 << 15
+# Room kept for what the ledger does not charge: the folders above the value files and SQLite's
+# journal (one write transaction at a time, of at most _TAKE_BATCH deletions: 37 KiB measured),
+# and the pages each write in flight may add to the index before the next write sees its new
+# size (8 KiB measured; one page split in each of its four B-trees at worst).
+_FOLDER_SLACK_BYTES = 48 << 10
+_INDEX_GROWTH_PER_WRITE_BYTES = 16 << 10
+_TAKE_BATCH = 8
+_ROOM_ATTEMPTS = 8  # rounds of evicting the oldest blocks before a write gives up
 
 
 class DiskTier:
@@ -50,24 +69,33 @@ class DiskTier:
         max_bytes: int,
         threads: int = 4,
         policy: Policy | None = None,
-        policy_share: float = 0.85,
+        ledger: DiskLedger | None = None,
     ) -> None:
-        self._policy = (
-            policy if policy is not None else TinyLFUPolicy(int(max_bytes * policy_share))
+        folder = cache_folder(directory)
+        self._cache = _open(folder)
+        self._index = os.path.join(folder, "cache.db")
+        self._unit = _allocation_unit(folder)
+        self._ledger = ledger if ledger is not None else DiskLedger()
+        self._slack = _FOLDER_SLACK_BYTES + (
+            _INDEX_GROWTH_PER_WRITE_BYTES * threads * self._ledger.workers
         )
+        self.capacity_bytes = max_bytes
+        # A policy given by the caller keeps its size as a ceiling (tests make it the thing
+        # under test); within it, each worker's share follows the ledger (`_fit_policy`).
+        self._policy = policy if policy is not None else TinyLFUPolicy(max_bytes)
+        self._policy_ceiling = self._policy.capacity_bytes
+        self._index_bytes = self._measure_index()
+        self._ledger.initialise(self._charged_in_index)
         self.admissions = 0
         self.evictions = 0
         self.corrupt = 0
-        self.capacity_bytes = max_bytes
-        # diskcache culls only while writing, and its index and journal count against the
-        # folder too: its hard bound sits below --disk-bytes, the policy's below that.
-        self._cache = _open(cache_folder(directory), int(max_bytes * HARD_BOUND_SHARE))
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3tier-disk")
         self.errors = 0
 
     async def get(self, key: Hashable) -> bytes | None:
         data: bytes | None = await self._run(self._load, key)
         if data is None:
+            self._policy.remove(key)  # another worker may have evicted it: nothing to count
             self._policy.access(key, 0, 0.0)
             return None
         if data is CORRUPT:
@@ -76,27 +104,55 @@ class DiskTier:
             log.warning("disk tier: dropped a corrupt block (checksum or length mismatch)")
             return None
         if key not in self._policy:
-            self._policy.admit(key, len(data), 0.0)  # resident from before a restart
-        self._policy.access(key, len(data) if data is not None else 0, 0.0)
+            # Stored before a restart or by another worker: learn it. The block itself, if the
+            # policy turns it away, stays: it is charged, and another worker may hold it.
+            evicted = self._fit_policy() + self._policy.admit(key, len(data), 0.0)
+            await self._evict([gone for gone in evicted if gone != key])
+        self._policy.access(key, len(data), 0.0)
         return data
 
     async def put(self, key: Hashable, value: bytes) -> bool:
-        evicted = self._policy.admit(key, len(value), 0.0)
-        for gone in evicted:
-            if gone != key:
-                self.evictions += 1
-                await self._run(self._cache.delete, gone)
-        if key in evicted:
+        evicted = self._fit_policy() + self._policy.admit(key, len(value), 0.0)
+        admitted = key not in evicted
+        await self._evict([gone for gone in evicted if gone != key])
+        if not admitted:
             return False
         self.admissions += 1
-        return bool(await self._run(self._store, key, value))
+        stored = bool(await self._run(self._store, key, value))
+        if not stored:
+            self._policy.remove(key)  # not on disk: the policy must not count it
+        return stored
+
+    def _fit_policy(self) -> list[Hashable]:
+        """Size this worker's policy to its share of the budget: at least an equal share,
+        more while the ledger has room; the keys evicted to fit."""
+        limit = self._values_limit(self._index_bytes)
+        fair = limit // max(1, self._ledger.workers)
+        room = max(fair, self._policy.used_bytes + limit - self._ledger.charged)
+        return self._policy.resize(max(0, min(self._policy_ceiling, room)))
+
+    async def _evict(self, keys: list[Hashable]) -> None:
+        if keys:
+            self.evictions += len(keys)
+            await self._run(self._take, keys)
 
     def _store(self, key: Hashable, value: bytes) -> bool:
+        if key in self._cache:
+            return True  # another worker stored it meanwhile
         # Every block carries a hash of itself (XXH3), checked on each read: a flipped byte or
         # a truncated file is found before it is served, never after. Written from a reader so
         # that block and trailer are never joined into a copy of the block.
         trailer = _HASH.pack(xxhash.xxh3_64_intdigest(value))
-        return bool(self._cache.set(key, _Chained(value, trailer), read=True))
+        charge = self._charge(len(value) + len(trailer))
+        if not self._make_room(charge):
+            return False
+        added = False
+        try:
+            added = bool(self._cache.add(key, _Chained(value, trailer), read=True))
+        finally:
+            if not added:  # already there (its file is removed), or the write failed
+                self._ledger.release(charge)
+        return True
 
     def _load(self, key: Hashable) -> bytes | None:
         handle = self._cache.get(key, read=True)
@@ -105,22 +161,100 @@ class DiskTier:
         with handle:
             stored = handle.read()
         if len(stored) < _HASH.size:
-            self._cache.delete(key)
+            self._take([key])
             return CORRUPT
         view = memoryview(stored)
         (expected,) = _HASH.unpack(view[-_HASH.size :])
         if expected != xxhash.xxh3_64_intdigest(view[: -_HASH.size]):
-            self._cache.delete(key)
+            self._take([key])
             return CORRUPT
         # The only copy made on a read: bytes without the trailer. (A file read into a
         # bytearray would save it, but diskcache and the tiers want bytes.)
         return view[: -_HASH.size].tobytes()
 
+    # -- the budget (on the thread pool) ----------------------------------------------------
+
+    def _charge(self, size: int) -> int:
+        """What a value file of `size` bytes costs the folder, as `du` counts it: its blocks,
+        and at most two folders of its own (diskcache's two levels of subfolders)."""
+        return -(-size // self._unit) * self._unit + 2 * self._unit
+
+    def _values_limit(self, index_bytes: int) -> int:
+        return self.capacity_bytes - index_bytes - self._slack
+
+    def _measure_index(self) -> int:
+        total = 0
+        for path in (self._index, self._index + "-journal"):
+            with contextlib.suppress(OSError):
+                found = os.stat(path)
+                total += max(found.st_size, found.st_blocks * 512)
+        return total
+
+    def _make_room(self, charge: int) -> bool:
+        """Charge `charge` bytes to the ledger, evicting the oldest blocks if there is no room;
+        False if there is none to be had (what is left is being written right now)."""
+        for _ in range(_ROOM_ATTEMPTS):
+            self._index_bytes = self._measure_index()
+            limit = self._values_limit(self._index_bytes)
+            if self._ledger.reserve(charge, limit):
+                return True
+            need = self._ledger.charged + charge - limit
+            if need > 0 and not self._take_oldest(need):
+                return False
+        return False
+
+    def _take(self, keys: list[Hashable]) -> None:
+        """Delete these blocks' rows and files, and release what they were charged: only
+        the process that actually deleted a row releases it, so the ledger never drifts."""
+        for first in range(0, len(keys), _TAKE_BATCH):
+            freed = 0
+            with self._cache._transact(retry=True) as (sql, cleanup):
+                for key in keys[first : first + _TAKE_BATCH]:
+                    db_key, raw = self._cache._disk.put(key)
+                    rows = sql(
+                        "SELECT rowid, size, filename FROM Cache WHERE key = ? AND raw = ?",
+                        (db_key, raw),
+                    ).fetchall()
+                    for rowid, size, filename in rows:
+                        sql("DELETE FROM Cache WHERE rowid = ?", (rowid,))
+                        cleanup(filename)
+                        freed += self._charge(size) if filename is not None else 0
+            # The files are gone once the transaction has committed (diskcache removes them
+            # then): only now may another write have their bytes.
+            self._ledger.release(freed)
+
+    def _take_oldest(self, need: int) -> bool:
+        """Evict the oldest stored blocks (row order is store order) until `need` bytes are
+        freed, whoever holds them; False if there is no stored block to evict."""
+        freed = taken = 0
+        with self._cache._transact(retry=True) as (sql, cleanup):
+            rows = sql(
+                "SELECT rowid, size, filename FROM Cache WHERE filename IS NOT NULL"
+                " ORDER BY rowid LIMIT ?",
+                (_TAKE_BATCH,),
+            ).fetchall()
+            for rowid, size, filename in rows:
+                if freed >= need:
+                    break
+                sql("DELETE FROM Cache WHERE rowid = ?", (rowid,))
+                cleanup(filename)
+                freed += self._charge(size)
+                taken += 1
+        self._ledger.release(freed)
+        self.evictions += taken  # counted from a pool thread: a metric, not a decision
+        return taken > 0
+
+    def _charged_in_index(self) -> int:
+        """What the files the index knows cost: the ledger's start after a restart."""
+        sizes = self._cache._sql("SELECT size FROM Cache WHERE filename IS NOT NULL").fetchall()
+        return sum(self._charge(size) for (size,) in sizes)
+
     # Small records (object metadata) are kept outside the block policy: they are tiny, and
-    # losing one costs a round trip, not a transfer.
+    # losing one costs a round trip, not a transfer. They live inside the index, which the
+    # budget counts by its size.
     def holds(self, key: Hashable) -> bool:
         """Whether the policy counts the block as resident (no I/O; may miss blocks stored
-        before a restart that nobody has read since)."""
+        before a restart, or by another worker, that this worker has not read since)."""
         return key in self._policy
 
     async def get_record(self, key: Hashable) -> bytes | None:
@@ -128,7 +262,12 @@ class DiskTier:
         return value if isinstance(value, bytes) else None
 
     async def put_record(self, key: Hashable, value: bytes) -> bool:
-        return bool(await self._run(self._cache.set, key, value))
+        if len(value) >= _RECORD_MAX_BYTES:
+            return False  # it would become a file the ledger does not charge
+        return bool(await self._run(self._put_record, key, value))
+
+    def _put_record(self, key: Hashable, value: bytes) -> bool:
+        return self._make_room(0) and bool(self._cache.set(key, value))
 
     async def delete_record(self, key: Hashable) -> None:
         await self._run(self._cache.delete, key)
@@ -150,7 +289,7 @@ class DiskTier:
 
     async def delete(self, key: Hashable) -> None:
         self._policy.remove(key)
-        await self._run(self._cache.delete, key)
+        await self._run(self._take, [key])
 
     async def _run(self, fn: Any, *args: Any) -> Any:
         loop = asyncio.get_running_loop()
@@ -162,9 +301,9 @@ class DiskTier:
             return None
 
     async def stats(self) -> tuple[int, int]:
-        """(bytes on disk, entries), read from diskcache's own tallies off the loop."""
-        result = await self._run(lambda: (self._cache.volume(), len(self._cache)))
-        return result if result is not None else (0, 0)
+        """(bytes on disk as the budget counts them, entries), for the whole server."""
+        entries = await self._run(len, self._cache)
+        return self._ledger.charged + self._index_bytes, entries or 0
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
@@ -213,7 +352,8 @@ def mark_clean(directory: str) -> None:
 
 def reclaim_orphans(directory: str) -> None:
     """After an unclean stop, remove value files that no index row points to (a process killed
-    between writing a file and committing its row). Slow on a large tier: run it aside."""
+    between writing a file and committing its row). Slow on a large tier: run it aside. It
+    opens the live folder with the same settings as the tier that serves from it."""
     try:
         with diskcache.Cache(cache_folder(directory), **_SETTINGS) as cache:
             problems = cache.check(fix=True)
@@ -222,24 +362,13 @@ def reclaim_orphans(directory: str) -> None:
         log.warning("disk tier: repair after unclean shutdown failed: %s", exc)
 
 
-def _open(directory: str, max_bytes: int) -> diskcache.Cache:
+def _open(directory: str) -> diskcache.Cache:
     """The cache in `directory`. A damaged index in a folder that holds nothing but what
     diskcache and s3tier put there is moved aside (and removed in the background), so the tier
     starts empty rather than the server crash-looping; anything else is left untouched and the
     error raised: the caller then serves without a disk tier."""
-    settings = dict(
-        size_limit=max_bytes,
-        eviction_policy="least-recently-used",
-        cull_limit=16,
-        statistics=False,
-        # No memory-mapped SQLite files (mmap I/O, WAL's -shm index): when the disk under them
-        # fails, a mapped page raises SIGBUS and the whole process dies, where a read() or
-        # write() returns an error the tier turns into a miss.
-        sqlite_mmap_size=0,
-        sqlite_journal_mode="truncate",
-    )
     try:
-        return diskcache.Cache(directory, **settings)
+        return diskcache.Cache(directory, **_SETTINGS)
     except sqlite3.DatabaseError as exc:
         if not _ours(directory):
             raise
@@ -247,16 +376,25 @@ def _open(directory: str, max_bytes: int) -> diskcache.Cache:
         log.warning("disk tier index damaged (%s): moved to %s, starting empty", exc, aside)
         os.rename(directory, aside)
         threading.Thread(target=shutil.rmtree, args=(aside, True), daemon=True).start()
-        return diskcache.Cache(directory, **settings)
+        return diskcache.Cache(directory, **_SETTINGS)
 
 
+def _allocation_unit(directory: str) -> int:
+    """The file system's block: what every file's size is rounded up to on disk."""
+    try:
+        return max(512, os.statvfs(directory).f_bsize)
+    except OSError:
+        return 4096
+
+
+# The one set of settings every opening of the folder uses (serving, and the repair that runs
+# beside it: diskcache stores them in the index, so two sets would flip the folder's policy).
 _SETTINGS: dict[str, object] = dict(
-    # The W-TinyLFU policy decides what stays; diskcache's culling is only the hard bound
-    # behind it. "least-recently-stored" needs no index write on a read, which
-    # "least-recently-used" makes for every block served (measured: the disk path's largest
-    # cost with two workers sharing the index).
-    eviction_policy="least-recently-stored",
-    cull_limit=16,
+    # The policies and the ledger above decide what stays; diskcache's own culling would delete
+    # behind the ledger, after the file it makes room for is written. "none" also means no index
+    # write on a read, which "least-recently-used" makes for every block served (measured: the
+    # disk path's largest cost with two workers sharing the index).
+    eviction_policy="none",
     statistics=False,
     # No memory-mapped SQLite files (mmap I/O, WAL's -shm index): when the disk under them
     # fails, a mapped page raises SIGBUS and the whole process dies, where a read() or write()

@@ -5,9 +5,9 @@ mode. Each write bumps its key's counter; metadata kept in RAM remembers the cou
 read under and is ignored once the counter has moved. The same counter tells a fill that a
 write came while it was under way, so it stores nothing.
 
-The counters live in shared memory (/dev/shm, never a file on the cache disk: a memory-mapped
-page of a failing disk raises SIGBUS). Keys share counters by hash; a write to one key then
-costs its neighbours a revalidation, never a stale read. Racing increments from two processes
+The counters live in a `SharedBlock` (tiering/sharedblock.py: shared memory, never a file on
+the cache disk). Keys share counters by hash; a write to one key then costs its neighbours a
+revalidation, never a stale read. Racing increments from two processes
 may count once, but the counter still moves, which is all a reader checks.
 """
 
@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import struct
 import zlib
-from multiprocessing import resource_tracker, shared_memory
 
 from tiering.blocks import ObjectId
+from tiering.sharedblock import SharedBlock
 
 SLOTS = 1 << 18  # 1 MiB of 32-bit counters
 _COUNTER = struct.Struct("<I")
@@ -27,17 +27,8 @@ class WriteEpochs:
     """Counters in this process's memory, or in a named shared-memory block for workers."""
 
     def __init__(self, name: str | None = None, create: bool = False) -> None:
-        self._shm: shared_memory.SharedMemory | None = None
-        if name is None:
-            self._buf: memoryview = memoryview(bytearray(SLOTS * _COUNTER.size))
-        else:
-            self._shm = shared_memory.SharedMemory(name, create, SLOTS * _COUNTER.size)
-            assert self._shm.buf is not None
-            self._buf = self._shm.buf
-            if not create:
-                # Python 3.11 registers every attaching process with the resource tracker,
-                # which would unlink the block when a worker exits; its creator owns it.
-                resource_tracker.unregister(self._shm._name, "shared_memory")  # type: ignore[attr-defined]
+        self._block = SharedBlock(SLOTS * _COUNTER.size, name, create)
+        self._buf = self._block.buf
         self.name = name
 
     def current(self, obj: ObjectId) -> int:
@@ -49,11 +40,7 @@ class WriteEpochs:
         _COUNTER.pack_into(self._buf, offset, (value + 1) & 0xFFFFFFFF)
 
     def close(self, unlink: bool = False) -> None:
-        if self._shm is not None:
-            self._buf.release()
-            self._shm.close()
-            if unlink:
-                self._shm.unlink()
+        self._block.close(unlink)
 
 
 def _slot(obj: ObjectId) -> int:

@@ -2,8 +2,9 @@
 
 A policy decides, the tier stores. For opaque hashable keys of known size in bytes it answers:
 was this request a hit (`access`), what must leave when a missed key is inserted (`admit`),
-forget a key (`remove`), and is a key resident (`in`). `now` is part of the interface for
-policies that age by time; the two here age by request count and ignore it.
+forget a key (`remove`), what must leave for a new byte budget (`resize`), and is a key
+resident (`in`). `now` is part of the interface for policies that age by time; the two here
+age by request count and ignore it.
 
 - `LRUPolicy`: least recently used, what nginx, Varnish and cachetools do; the baseline.
 - `TinyLFUPolicy`: W-TinyLFU (Einziger, Friedman and Manes, "TinyLFU: A Highly Efficient Cache
@@ -52,6 +53,9 @@ class Policy(Protocol):
     def remove(self, key: Hashable) -> None:
         """Forget `key` (deleted or invalidated); missing keys are fine."""
 
+    def resize(self, capacity_bytes: int) -> list[Hashable]:
+        """Change the byte budget; the keys evicted to fit a smaller one."""
+
     def __contains__(self, key: Hashable) -> bool:
         """Whether `key` is resident."""
 
@@ -87,6 +91,15 @@ class LRUPolicy:
 
     def remove(self, key: Hashable) -> None:
         self.used_bytes -= self._entries.pop(key, 0)
+
+    def resize(self, capacity_bytes: int) -> list[Hashable]:
+        self.capacity_bytes = capacity_bytes
+        evicted: list[Hashable] = []
+        while self.used_bytes > capacity_bytes:
+            victim, size = self._entries.popitem(last=False)
+            self.used_bytes -= size
+            evicted.append(victim)
+        return evicted
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self._entries
@@ -203,13 +216,11 @@ class TinyLFUPolicy:
         counters_per_entry: int = 16,
         sample_factor: int = 10,
     ) -> None:
-        self.capacity_bytes = capacity_bytes
         self.used_bytes = 0
-        self._window_cap = int(capacity_bytes * window_share)
-        self._main_cap = capacity_bytes - self._window_cap
-        self._protected_cap = int(self._main_cap * protected_share)
+        self._window_share, self._protected_share = window_share, protected_share
         self._window, self._probation, self._protected = _Segment(), _Segment(), _Segment()
         self._where: dict[Hashable, _Segment] = {}
+        self.resize(capacity_bytes)
         self._sketch = FrequencySketch(counters_per_entry, sample_factor)
 
     def access(self, key: Hashable, size: int, now: float) -> bool:
@@ -242,8 +253,30 @@ class TinyLFUPolicy:
         if segment is not None:
             self.used_bytes -= segment.pop(key)
 
+    def resize(self, capacity_bytes: int) -> list[Hashable]:
+        self.capacity_bytes = capacity_bytes
+        self._window_cap = int(capacity_bytes * self._window_share)
+        self._main_cap = capacity_bytes - self._window_cap
+        self._protected_cap = int(self._main_cap * self._protected_share)
+        # Shrinking evicts where admission would, least recently used first: main down to its
+        # new share (probation before protected), then the window to its own. An oversized
+        # protected segment settles at the next promotion.
+        evicted: list[Hashable] = []
+        while self._probation.used + self._protected.used > self._main_cap:
+            segment = self._probation if self._probation.entries else self._protected
+            evicted.append(self._drop_oldest(segment))
+        while self._window.used > self._window_cap:
+            evicted.append(self._drop_oldest(self._window))
+        self.used_bytes = self._window.used + self._probation.used + self._protected.used
+        return evicted
+
     def __contains__(self, key: Hashable) -> bool:
         return key in self._where
+
+    def _drop_oldest(self, segment: _Segment) -> Hashable:
+        victim, _ = segment.pop_oldest()
+        del self._where[victim]
+        return victim
 
     def _promote(self, key: Hashable) -> None:
         protected = self._protected
