@@ -81,15 +81,19 @@ DERIVATIONS: tuple[Derivation, ...] = (
 )  # fmt: skip
 DERIVED: Mapping[str, Derivation] = {d.name: d for d in DERIVATIONS}
 
+
+def _within_tier(name: str, tier: str, what: str) -> Conflict:
+    """``name`` may not exceed a tier's capacity while the tier is on."""
+    flag = "--" + tier.replace("_", "-")
+    why = f"{what}; lower it, or leave it unset to follow {flag}"
+    return Conflict(name, (tier,), "exceeds", lambda s: 0 < s[tier] < s[name], why)
+
+
 CONFLICTS: tuple[Conflict, ...] = (
-    Conflict("ram_max_object", ("ram_bytes",), "exceeds",
-             lambda s: 0 < s["ram_bytes"] < s["ram_max_object"],
-             "an object larger than the whole RAM tier would push everything else out of it; "
-             "lower it, or leave it unset to follow --ram-bytes"),
-    Conflict("put_cache_max", ("disk_bytes",), "exceeds",
-             lambda s: 0 < s["disk_bytes"] < s["put_cache_max"],
-             "a PUT body larger than the whole disk tier could never be kept; "
-             "lower it, or leave it unset to follow --disk-bytes"),
+    _within_tier("ram_max_object", "ram_bytes",
+                 "an object larger than the whole RAM tier would push everything else out of it"),
+    _within_tier("put_cache_max", "disk_bytes",
+                 "a PUT body larger than the whole disk tier could never be kept"),
     Conflict("prefetch_bytes", ("ram_bytes", "disk_bytes"), "exceeds",
              lambda s: s["prefetch_bytes"] > s["ram_bytes"] + s["disk_bytes"],
              "read-ahead in flight larger than the whole cache would push out what it fetched "
