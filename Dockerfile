@@ -16,8 +16,9 @@ RUN groupadd --system --gid 10001 s3tier \
  && useradd --system --uid 10001 --gid 10001 --home-dir /home/s3tier --create-home \
       --shell /usr/sbin/nologin s3tier
 
-# The same pip steps as `make install`, minus the editable flag and the [dev] extras (test and
-# lint tools: pyarrow, awscli, mypy, ... have no place in the image).
+# The same pip steps as `make install`, minus the editable flag and the extras: [dev] (test and
+# lint tools: pyarrow, awscli, mypy, ...) and [embedded] (moto's S3 server, with Flask and
+# Werkzeug) have no place in the image, which always runs against a real upstream.
 WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY proxy ./proxy

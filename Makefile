@@ -1,4 +1,5 @@
-# The Quickstart is `make run` and `make test`; both install into .venv on first use.
+# The Quickstart is `make run` and `make test`; both install into .venv on first use, with the
+# test tools ([dev]) and the embedded S3 server `make run` starts without --upstream ([embedded]).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -11,7 +12,7 @@ install: $(STAMP)
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,embedded]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -35,7 +36,7 @@ LOADTEST_WORKLOADS ?= hot_set parquet_ranges read_mostly cold_scan
 
 .PHONY: loadtest
 loadtest: $(STAMP)
-	@$(BIN)/python -c 'import locust' 2>/dev/null || $(BIN)/pip install --quiet -e '.[dev]'
+	@$(BIN)/python -c 'import locust' 2>/dev/null || $(BIN)/pip install --quiet -e '.[dev,embedded]'
 	LOADTEST_RUN_TIME='$(LOADTEST_RUN_TIME)' LOADTEST_USERS='$(LOADTEST_USERS)' \
 	LOADTEST_WORKLOADS='$(LOADTEST_WORKLOADS)' $(BIN)/python loadtests/run.py
 
@@ -55,7 +56,7 @@ bench: $(STAMP)
 	  { $(BENCH_SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y nginx wrk || \
 	    { $(BENCH_SUDO) apt-get update && \
 	      $(BENCH_SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y nginx wrk; }; }
-	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install --quiet -e '.[dev]'
+	@$(BIN)/python -c 'import matplotlib' 2>/dev/null || $(BIN)/pip install --quiet -e '.[dev,embedded]'
 	BENCH_QUICK='$(BENCH_QUICK)' BENCH_REPEATS='$(BENCH_REPEATS)' \
 	BENCH_WORKLOADS='$(BENCH_WORKLOADS)' $(BIN)/python benchmarks/bench.py
 

@@ -4,7 +4,11 @@ Every setting is declared once, as a row of ``SETTINGS``. Its flag (``--ram-byte
 variable (``S3TIER_RAM_BYTES``) and YAML key (``ram_bytes``) all derive from the row's name, so
 the three cannot drift apart. Sources are layered, highest first::
 
-    flags the user actually passed > S3TIER_* environment > YAML file > dataclass defaults
+    flags the user actually passed > S3TIER_* environment > YAML file > defaults
+
+Some size defaults follow other sizes (``config/derived.py``): an unset ``--ram-max-object`` is
+a quarter of ``--ram-bytes``, for instance. Left empty (``""`` or YAML ``null``), such a setting
+counts as unset. The value parsers live in ``config/parsers.py``.
 
 The YAML path is the ``yaml_path`` argument, else ``S3TIER_CONFIG``. This module reads no
 ``os.environ`` and no clock; its only I/O is reading that one YAML file.
@@ -18,25 +22,23 @@ Errors::
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import difflib
 import ipaddress
-import math
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from fractions import Fraction
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import yaml
 
+from config import derived, parsers
+from config.parsers import GiB, MiB, format_size, freshness_policy, parse_size
 from tiering.freshness import DEFAULT_FRESHNESS, Freshness, FreshnessPolicy, FreshnessRule
 
-KiB = 2**10
-MiB = 2**20
-GiB = 2**30
+__all__ = [
+    "CONFIG_ENV_VAR", "CONFIG_FLAG", "ENV_PREFIX", "SETTINGS", "SETTINGS_BY_NAME", "Freshness",
+    "FreshnessPolicy", "FreshnessRule", "GiB", "MiB", "Setting", "Settings", "SettingsError",
+    "format_size", "freshness_policy", "is_loopback", "parse_size",
+]  # fmt: skip
 
 CONFIG_FLAG = "--config"
 CONFIG_ENV_VAR = "S3TIER_CONFIG"
@@ -45,243 +47,6 @@ ENV_PREFIX = "S3TIER_"
 
 class SettingsError(ValueError):
     """A setting is invalid; the message names its flag and where the bad value came from."""
-
-
-# --- sizes -----------------------------------------------------------------------------------
-
-# KB/MB/... are decimal and KiB/MiB/... binary (IEC 80000-13), as disk vendors use them.
-_SIZE_UNITS: dict[str, int] = {
-    "": 1, "b": 1,
-    "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12,
-    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
-}  # fmt: skip
-# Digits are capped so that absurd input gets this module's message, not int()'s digit limit.
-_SIZE_RE = re.compile(r"(\d{1,20}(?:\.\d{1,20})?|\.\d{1,20})\s*([a-z]*)", re.IGNORECASE)
-
-
-def parse_size(text: str | int) -> int:
-    """Bytes from ``"64MiB"``, ``"1.5GiB"``, ``"10GB"`` (10**9), ``"4096"`` or a plain int."""
-    if isinstance(text, int) and not isinstance(text, bool) and text >= 0:
-        return text
-    match = _SIZE_RE.fullmatch(text.strip()) if isinstance(text, str) else None
-    if match is None or match[2].lower() not in _SIZE_UNITS:
-        raise ValueError(f"{text!r} is not a size (use e.g. 64MiB, 10GiB)")
-    size = Fraction(match[1]) * _SIZE_UNITS[match[2].lower()]  # exact: 1.5GiB has no float error
-    if size.denominator != 1:
-        raise ValueError(f"{text!r} is not a whole number of bytes")
-    return int(size)
-
-
-def format_size(size_bytes: int) -> str:
-    """The largest binary unit that states ``size_bytes`` exactly: 268435456 -> "256MiB"."""
-    for unit, factor in (("TiB", 2**40), ("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
-        if size_bytes and size_bytes % factor == 0:
-            return f"{size_bytes // factor}{unit}"
-    return f"{size_bytes}B"
-
-
-# --- freshness rules from YAML -----------------------------------------------------------
-
-
-def freshness_policy(raw: object) -> FreshnessPolicy:
-    """From ``"ttl:30"`` (a default only) or the YAML mapping ``{default, rules}``."""
-    if isinstance(raw, str):
-        return FreshnessPolicy(Freshness.parse(raw))
-    entries = _mapping(raw, "freshness", allowed=("default", "rules"))
-    default_text = _string(entries.get("default", str(DEFAULT_FRESHNESS)), "default")
-    default = Freshness.parse(default_text)
-    rules_raw = entries.get("rules") or []
-    if not isinstance(rules_raw, list):
-        raise ValueError("'rules' must be a list of {bucket, prefix, mode} mappings")
-    rules = tuple(_rule(rule, index) for index, rule in enumerate(rules_raw))
-    _reject_duplicate_rules(rules)
-    return FreshnessPolicy(default, rules)
-
-
-_RULE_KEYS = ("bucket", "prefix", "mode")
-
-
-def _rule(raw: object, index: int) -> FreshnessRule:
-    where = f"rules[{index}]"
-    entries = _mapping(raw, where, allowed=_RULE_KEYS)
-    bucket = _string(entries.get("bucket"), f"{where}.bucket")
-    if not bucket:
-        raise ValueError(f"{where}.bucket must not be empty")
-    prefix = _string(entries.get("prefix", ""), f"{where}.prefix")
-    freshness = Freshness.parse(_string(entries.get("mode"), f"{where}.mode"))
-    return FreshnessRule(bucket, prefix, freshness)
-
-
-def _reject_duplicate_rules(rules: tuple[FreshnessRule, ...]) -> None:
-    # Two rules for one (bucket, prefix) would make the winner depend on list order.
-    seen: set[tuple[str, str]] = set()
-    for rule in rules:
-        if (rule.bucket, rule.prefix) in seen:
-            raise ValueError(f"two rules for bucket {rule.bucket!r} prefix {rule.prefix!r}")
-        seen.add((rule.bucket, rule.prefix))
-
-
-# --- YAML shape helpers ----------------------------------------------------------------------
-
-
-def _mapping(raw: object, where: str, allowed: tuple[str, ...]) -> dict[str, object]:
-    if not isinstance(raw, dict) or not all(isinstance(key, str) for key in raw):
-        raise ValueError(f"{where} must be a mapping with keys {', '.join(allowed)}")
-    for key in raw:
-        if key not in allowed:
-            raise ValueError(f"{where}: unknown key {key!r}{_did_you_mean(key, allowed)}")
-    return raw
-
-
-def _did_you_mean(key: str, known: tuple[str, ...]) -> str:
-    close = difflib.get_close_matches(key, known, n=1)
-    return f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(known)})"
-
-
-def _string(raw: object, where: str) -> str:
-    if not isinstance(raw, str):
-        raise ValueError(f"{where} must be a string, not {raw!r}")
-    return raw
-
-
-# --- value parsers: each takes what a flag, env var or YAML gave and returns a typed value ----
-
-
-def _text(raw: object) -> str:
-    if not isinstance(raw, str) or not raw.strip():
-        raise ValueError(f"{raw!r} is not a non-empty string")
-    return raw.strip()
-
-
-def _whole(raw: object) -> int:
-    if isinstance(raw, int) and not isinstance(raw, bool):
-        return raw
-    if isinstance(raw, str) and re.fullmatch(r"\s*-?\d{1,20}\s*", raw):
-        return int(raw)
-    raise ValueError(f"{raw!r} is not a whole number")
-
-
-def _port(raw: object) -> int:
-    port = _whole(raw)
-    if not 0 <= port <= 65535:
-        raise ValueError(f"{port} is not a port (0..65535; 0 picks any free port)")
-    return port
-
-
-def _workers(raw: object) -> int:
-    workers = _whole(raw)
-    if workers < 1:
-        raise ValueError(f"{workers} workers: at least 1 is needed")
-    return workers
-
-
-def _size(raw: object) -> int:
-    if isinstance(raw, bool) or not isinstance(raw, str | int):
-        raise ValueError(f"{raw!r} is not a size (use e.g. 64MiB, 10GiB)")
-    return parse_size(raw)
-
-
-def _block_size(raw: object) -> int:
-    # Below 64KiB per-block overhead dominates; above 64MiB one block pins too much RAM per stream.
-    size = _size(raw)
-    if not 64 * KiB <= size <= 64 * MiB:
-        raise ValueError(f"{format_size(size)} is outside 64KiB..64MiB")
-    return size
-
-
-def _seconds(raw: object) -> float:
-    seconds = math.nan
-    if isinstance(raw, str | int | float) and not isinstance(raw, bool):
-        with contextlib.suppress(ValueError):
-            seconds = float(raw)
-    if not (math.isfinite(seconds) and seconds > 0):
-        raise ValueError(f"{raw!r} is not a positive number of seconds")
-    return seconds
-
-
-_BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
-
-
-def _boolean(raw: object) -> bool:
-    if isinstance(raw, bool):
-        return raw
-    word = str(raw).strip().lower() if isinstance(raw, str | int) else ""
-    if word not in _BOOLEANS:
-        raise ValueError(f"{raw!r} is not a boolean (use true/false, yes/no, 1/0)")
-    return _BOOLEANS[word]
-
-
-def _auth(raw: object) -> str:
-    if not isinstance(raw, str) or raw.strip().lower() not in ("none", "sigv4"):
-        raise ValueError(f"{raw!r} is not an auth mode (use none or sigv4)")
-    return raw.strip().lower()
-
-
-def _whole_in(low: int, high: int) -> Callable[[object], int]:
-    """A parser of whole numbers from low to high."""
-
-    def parse(raw: object) -> int:
-        value = _whole(raw)
-        if not low <= value <= high:
-            raise ValueError(f"{raw!r} is outside {low}..{high}")
-        return value
-
-    return parse
-
-
-_readahead_blocks = _whole_in(1, 1024)
-_retries = _whole_in(0, 10)
-
-
-def _suffixes(raw: object) -> tuple[str, ...]:
-    items = raw if isinstance(raw, list) else str(raw).split(",")
-    suffixes = tuple(str(item).strip() for item in items if str(item).strip())
-    for suffix in suffixes:
-        if not suffix.startswith("."):
-            raise ValueError(f"{suffix!r} is not a file suffix such as .parquet")
-    return suffixes
-
-
-
-
-def _log_format(raw: object) -> str:
-    if not isinstance(raw, str) or raw.strip().lower() not in ("text", "json"):
-        raise ValueError(f"{raw!r} is not a log format (use text or json)")
-    return raw.strip().lower()
-
-
-def _optional_path(raw: object) -> str | None:
-    return None if raw is None or raw == "" else _text(raw)
-
-
-_LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
-def _log_level(raw: object) -> str:
-    level = raw.strip().lower() if isinstance(raw, str) else raw
-    if level not in _LOG_LEVELS:
-        raise ValueError(f"{raw!r} is not a log level (use {', '.join(_LOG_LEVELS)})")
-    return str(level)
-
-
-def _upstream(raw: object) -> str | None:
-    """``http(s)://host[:port]`` with the trailing slash stripped; empty or null means none."""
-    if raw is None or raw == "":
-        return None
-    text = _text(raw)
-    url = urlsplit(text)
-    try:
-        url.port  # noqa: B018 - evaluated for its ValueError on a bad port
-    except ValueError:
-        raise ValueError(f"{text!r} has a bad port") from None
-    if url.scheme.lower() not in ("http", "https") or not url.hostname:
-        raise ValueError(f"{text!r} is not an http:// or https:// URL with a host")
-    if url.path not in ("", "/") or url.query or url.fragment:
-        raise ValueError(f"{text!r} must have no path, query or fragment (buckets go in requests)")
-    if url.username is not None:
-        # Credentials in the URL would end up in logs; they will get settings of their own.
-        raise ValueError(f"{text!r} must not carry credentials")
-    return f"{url.scheme.lower()}://{url.netloc}"
 
 
 # --- the settings table ------------------------------------------------------------------------
@@ -325,6 +90,11 @@ def _show_disk_dir(value: object) -> str:
     return "$XDG_CACHE_HOME/s3tier, else ~/.cache/s3tier"
 
 
+def _show_rule(name: str) -> Callable[[object], str]:
+    rule = derived.DERIVED[name].rule
+    return lambda value: rule
+
+
 @dataclass(frozen=True, slots=True)
 class Setting:
     """One row of the settings table; the flag, env var and YAML key all derive from ``name``."""
@@ -359,55 +129,60 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("host", "host", _text, "ADDR", "address to listen on"),
-    Setting("port", "port", _port, "PORT", "TCP port to listen on; 0 picks any free port"),
-    Setting("upstream", "upstream", _upstream, "URL",
+    Setting("host", "host", parsers.text, "ADDR", "address to listen on"),
+    Setting("port", "port", parsers.port, "PORT", "TCP port to listen on; 0 picks any free port"),
+    Setting("upstream", "upstream", parsers.upstream, "URL",
             "S3 endpoint to cache, http(s)://host[:port]", show=_show_upstream),
-    Setting("region", "region", _text, "REGION",
+    Setting("region", "region", parsers.text, "REGION",
             "AWS region of the upstream and the embedded S3 server"),
-    Setting("base_domain", "base_domain", _text, "DOMAIN",
+    Setting("base_domain", "base_domain", parsers.text, "DOMAIN",
             "virtual-hosted addressing: Host <bucket>.<domain>[:port]"),
-    Setting("ram_bytes", "ram_bytes", _size, "SIZE",
-            "RAM tier capacity, e.g. 512MiB; 0 disables it", show=_show_size),
-    Setting("ram_max_object", "ram_max_object_bytes", _size, "SIZE",
-            "objects larger than this never live in RAM", show=_show_size),
-    Setting("disk_dir", "disk_dir", _text, "PATH", "directory of the disk tier",
+    Setting("ram_bytes", "ram_bytes", parsers.size, "SIZE",
+            "RAM tier capacity per worker, e.g. 512MiB; 0 disables it", show=_show_size),
+    Setting("ram_max_object", "ram_max_object_bytes", parsers.size, "SIZE",
+            "objects larger than this never live in RAM", show=_show_rule("ram_max_object")),
+    Setting("disk_dir", "disk_dir", parsers.text, "PATH", "directory of the disk tier",
             show=_show_disk_dir),
-    Setting("disk_bytes", "disk_bytes", _size, "SIZE",
-            "disk tier capacity, e.g. 10GiB; 0 disables it", show=_show_size),
-    Setting("block_size", "block_size_bytes", _block_size, "SIZE",
+    Setting("disk_bytes", "disk_bytes", parsers.size, "SIZE",
+            "disk tier capacity, shared by the workers, e.g. 10GiB; 0 disables it",
+            show=_show_size),
+    Setting("block_size", "block_size_bytes", parsers.block_size, "SIZE",
             "cache block size, 64KiB..64MiB", show=_show_size),
-    Setting("put_cache_max", "put_cache_max_bytes", _size, "SIZE",
-            "largest PUT body cached on the way through; 0 caches none", show=_show_size),
-    Setting("prefetch_bytes", "prefetch_bytes", _size, "SIZE",
-            "bytes prefetch may have in flight; 0 turns read-ahead off", show=_show_size),
-    Setting("readahead_max", "readahead_max_blocks", _readahead_blocks, "BLOCKS",
+    Setting("put_cache_max", "put_cache_max_bytes", parsers.size, "SIZE",
+            "largest PUT body cached on the way through; 0 caches none",
+            show=_show_rule("put_cache_max")),
+    Setting("prefetch_bytes", "prefetch_bytes", parsers.size, "SIZE",
+            "bytes prefetch may have in flight, per worker; 0 turns read-ahead off",
+            show=_show_rule("prefetch_bytes")),
+    Setting("readahead_max", "readahead_max_blocks", parsers.readahead_blocks, "BLOCKS",
             "largest read-ahead window of a sequential reader, in blocks"),
-    Setting("prefetch_footer", "prefetch_footer", _suffixes, "SUFFIXES",
+    Setting("prefetch_footer", "prefetch_footer", parsers.suffixes, "SUFFIXES",
             "comma-separated file suffixes whose last block is fetched on first touch"),
     Setting("freshness", "freshness", freshness_policy, "MODE",
             "strict, immutable or ttl:SECONDS (per-bucket rules: YAML only)"),
-    Setting("serve_stale_on_error", "serve_stale_on_error", _boolean, "BOOL",
+    Setting("serve_stale_on_error", "serve_stale_on_error", parsers.boolean, "BOOL",
             "serve an expired cached copy when the upstream fails",
             show=_show_boolean, boolean=True),
-    Setting("auth", "auth", _auth, "MODE",
+    Setting("auth", "auth", parsers.auth, "MODE",
             "client authentication: none, or sigv4 (verify signatures)", show=_show_auth),
-    Setting("credentials_file", "credentials_file", _optional_path, "PATH",
+    Setting("credentials_file", "credentials_file", parsers.optional_path, "PATH",
             "YAML/JSON list of client keys and grants for sigv4", show=_show_credentials),
-    Setting("admin_token", "admin_token", _optional_path, "TOKEN",
+    Setting("admin_token", "admin_token", parsers.optional_path, "TOKEN",
             "bearer token for the admin surface under --auth sigv4", show=_show_token),
-    Setting("workers", "workers", _workers, "N", "server worker processes"),
-    Setting("upstream_connect_timeout", "upstream_connect_timeout_s", _seconds, "SECONDS",
-            "timeout for connecting to the upstream"),
-    Setting("upstream_read_timeout", "upstream_read_timeout_s", _seconds, "SECONDS",
+    Setting("workers", "workers", parsers.workers, "N", "server worker processes"),
+    Setting("upstream_connect_timeout", "upstream_connect_timeout_s", parsers.seconds,
+            "SECONDS", "timeout for connecting to the upstream"),
+    Setting("upstream_read_timeout", "upstream_read_timeout_s", parsers.seconds, "SECONDS",
             "timeout for each read from the upstream"),
-    Setting("upstream_retries", "upstream_retries", _retries, "N",
+    Setting("upstream_retries", "upstream_retries", parsers.retries, "N",
             "retries of an idempotent upstream read that got no answer or a 500/503"),
-    Setting("header_timeout", "header_timeout_s", _seconds, "SECONDS",
+    Setting("header_timeout", "header_timeout_s", parsers.seconds, "SECONDS",
             "how long a client may take to send its request headers"),
-    Setting("log_level", "log_level", _log_level, "LEVEL", "debug, info, warning or error"),
-    Setting("log_format", "log_format", _log_format, "FORMAT", "text, or json (one object a line)"),
-    Setting("shutdown_grace", "shutdown_grace_s", _seconds, "SECONDS",
+    Setting("log_level", "log_level", parsers.log_level, "LEVEL",
+            "debug, info, warning or error"),
+    Setting("log_format", "log_format", parsers.log_format, "FORMAT",
+            "text, or json (one object a line)"),
+    Setting("shutdown_grace", "shutdown_grace_s", parsers.seconds, "SECONDS",
             "on SIGTERM, how long in-flight requests may take to finish"),
 )  # fmt: skip
 SETTINGS_BY_NAME: Mapping[str, Setting] = {row.name: row for row in SETTINGS}
@@ -463,7 +238,8 @@ class Settings:
         ``flags`` holds only the flags the user passed, keyed by setting name (``ram_max_object``).
         """
         path = yaml_path or environ.get(CONFIG_ENV_VAR) or None
-        given = {**_from_yaml(path), **_from_environ(environ), **_from_flags(flags)}
+        layered = {**_from_yaml(path), **_from_environ(environ), **_from_flags(flags)}
+        given = {name: g for name, g in layered.items() if not _left_to_derive(name, g)}
         values: dict[str, Any] = {
             row.attribute: _parse(row, given[row.name]) for row in SETTINGS if row.name in given
         }
@@ -471,9 +247,7 @@ class Settings:
         # Safe by default: anything reachable beyond this machine checks signatures.
         host = values.get("host", cls.__dataclass_fields__["host"].default)
         values.setdefault("auth", "none" if is_loopback(host) else "sigv4")
-        settings = cls(**values)
-        _check_ram_limits(settings, given)
-        return settings
+        return _with_derived_sizes(cls(**values), given)
 
     def redacted(self) -> dict[str, object]:
         """A JSON-able view for the start-up log line, with any secret fields masked."""
@@ -519,7 +293,7 @@ def _from_yaml(path: str | None) -> dict[str, _Given]:
     if path is None:
         return {}
     try:
-        entries = _mapping(_load_yaml(path), path, allowed=tuple(SETTINGS_BY_NAME))
+        entries = parsers.mapping(_load_yaml(path), path, allowed=tuple(SETTINGS_BY_NAME))
     except ValueError as exc:
         raise SettingsError(str(exc)) from exc
     return {key: _Given(value, f"{SETTINGS_BY_NAME[key].flag} / {key} in {path}")
@@ -554,14 +328,28 @@ def _resolve_disk_dir(configured: str | None, environ: Mapping[str, str]) -> str
                         "XDG_CACHE_HOME nor HOME is set; set it explicitly")  # fmt: skip
 
 
-def _source(given: Mapping[str, _Given], name: str) -> str:
-    return given[name].source if name in given else f"{SETTINGS_BY_NAME[name].label} (default)"
+def _left_to_derive(name: str, given: _Given) -> bool:
+    """An empty value of a derived setting means "derive it", so that a YAML file or a Helm
+    chart can list the key without pinning it."""
+    blank = given.value is None or (isinstance(given.value, str) and not given.value.strip())
+    return blank and name in derived.DERIVED
 
 
-def _check_ram_limits(settings: Settings, given: Mapping[str, _Given]) -> None:
-    # An object bigger than the whole RAM tier could never be admitted; ram_bytes 0 disables RAM.
-    if settings.ram_bytes and settings.ram_max_object_bytes > settings.ram_bytes:
-        raise SettingsError(
-            f"{_source(given, 'ram_max_object')}: {format_size(settings.ram_max_object_bytes)} "
-            f"exceeds {_source(given, 'ram_bytes')} ({format_size(settings.ram_bytes)})"
-        )
+def _with_derived_sizes(settings: Settings, given: Mapping[str, _Given]) -> Settings:
+    """Derived sizes filled in from the sizes in force; a conflict between given ones raised."""
+    attribute = {name: SETTINGS_BY_NAME[name].attribute for name in derived.INPUTS}
+    in_force = {name: getattr(settings, attribute[name]) for name in derived.INPUTS}
+    sizes = derived.derive(in_force, given.keys())
+    for conflict in derived.conflicts(sizes, given.keys()):
+        raise SettingsError(_conflict_message(conflict, sizes, given))
+    filled: dict[str, Any] = {attribute[name]: sizes[name] for name in derived.DERIVED}
+    return dataclasses.replace(settings, **filled)
+
+
+def _conflict_message(
+    conflict: derived.Conflict, sizes: Mapping[str, int], given: Mapping[str, _Given]
+) -> str:
+    bound = " + ".join(f"{given[other].source} ({format_size(sizes[other])})"
+                       for other in conflict.others)  # fmt: skip
+    return (f"{given[conflict.name].source}: {format_size(sizes[conflict.name])} "
+            f"{conflict.relation} {bound}: {conflict.why}")  # fmt: skip

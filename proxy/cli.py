@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -47,14 +48,26 @@ def main(argv: list[str] | None = None, *, environ: Mapping[str, str] | None = N
         return USAGE_ERROR
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's, but a flag named in a help text (``--ram-bytes``) is never split at a dash."""
+
+    def _split_lines(self, text: str, width: int) -> list[str]:
+        return textwrap.wrap(" ".join(text.split()), width, break_on_hyphens=False)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog=PROG, description="An S3-compatible read-through caching proxy."
+        prog=PROG,
+        description="An S3-compatible read-through caching proxy.",
+        formatter_class=_HelpFormatter,
     )
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     for command in COMMANDS:
         subparser = subparsers.add_parser(
-            command.name, help=command.summary, description=command.summary
+            command.name,
+            help=command.summary,
+            description=command.summary,
+            formatter_class=_HelpFormatter,
         )
         command.add_arguments(subparser)
         subparser.set_defaults(run=command.run)

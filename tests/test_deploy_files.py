@@ -9,15 +9,18 @@ contract, shared with the metrics module).
 from __future__ import annotations
 
 import importlib
+import importlib.metadata
 import json
 import re
 import tomllib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from config.settings import CONFIG_ENV_VAR, CONFIG_FLAG, SETTINGS, SETTINGS_BY_NAME, Settings
 from proxy.cli import COMMANDS
@@ -25,6 +28,7 @@ from proxy.cli import COMMANDS
 REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "Dockerfile"
 DOCKERIGNORE = REPO / ".dockerignore"
+MAKEFILE = REPO / "Makefile"
 CHART = REPO / "helm" / "s3tier"
 TEMPLATES = CHART / "templates"
 DASHBOARD = CHART / "dashboards" / "s3tier.json"
@@ -135,6 +139,52 @@ def copied_sources() -> set[str]:
             for source in arguments.split()[:-1]}  # fmt: skip
 
 
+def project_extras(command: str) -> set[str] | None:
+    """The extras of this project a `pip install [-e] .[a,b]` in ``command`` names; None if it
+    installs no ``.``."""
+    pattern = r"\bpip install (?:--?\S+ )*['\"]?\.(?:\[([^\]]*)\])?['\"]?(?=\s|$)"
+    found = [match[1] or "" for match in re.finditer(pattern, command)]
+    if not found:
+        return None
+    return {extra.strip() for group in found for extra in group.split(",") if extra.strip()}
+
+
+def image_extras() -> set[str]:
+    found = [extras for run in instructions("RUN") if (extras := project_extras(run)) is not None]
+    assert found, "the image installs this project"
+    return set().union(*found)
+
+
+def _wanted(requirement: Requirement, extras: Iterable[str]) -> bool:
+    marker = requirement.marker
+    return marker is None or any(marker.evaluate({"extra": e}) for e in {"", *extras})
+
+
+def installed_closure(extras: Iterable[str]) -> set[str]:
+    """The distributions `pip install .[extras]` brings: pyproject's requirements and, from the
+    installed packages' metadata (this venv holds all of them), everything they require."""
+    project = PYPROJECT["project"]
+    roots = [
+        *project["dependencies"],
+        *(text for extra in extras for text in project["optional-dependencies"][extra]),
+    ]
+    todo = [req for req in map(Requirement, roots) if _wanted(req, ())]
+    seen: set[tuple[str, frozenset[str]]] = set()
+    while todo:
+        requirement = todo.pop()
+        key = (canonicalize_name(requirement.name), frozenset(requirement.extras))
+        if key in seen:
+            continue
+        seen.add(key)
+        for text in importlib.metadata.requires(requirement.name) or []:
+            if _wanted(needed := Requirement(text), requirement.extras):
+                todo.append(needed)
+    return {name for name, _ in seen}
+
+
+EMBEDDED_SERVER = {"moto", "flask", "werkzeug"}
+
+
 def dashboard() -> dict[str, Any]:
     loaded = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     assert isinstance(loaded, dict)
@@ -194,6 +244,22 @@ def test_dockerfile_installs_this_project_with_pip() -> None:
     needed = {"pyproject.toml", PYPROJECT["project"]["readme"],
               *PYPROJECT["tool"]["setuptools"]["packages"]}  # fmt: skip
     assert needed <= copied_sources()
+
+
+def test_the_image_installs_neither_the_embedded_server_nor_the_dev_tools() -> None:
+    assert image_extras() == set()
+    assert installed_closure(image_extras()) & EMBEDDED_SERVER == set()
+
+
+def test_the_image_installs_awscrt_for_s3_checksums() -> None:
+    assert "awscrt" in installed_closure(image_extras())
+
+
+def test_make_install_includes_the_embedded_server_the_quickstart_starts() -> None:
+    installs = [extras for line in MAKEFILE.read_text(encoding="utf-8").splitlines()
+                if (extras := project_extras(line)) is not None]  # fmt: skip
+    assert installs and all("embedded" in extras for extras in installs)
+    assert installed_closure({"embedded"}) >= EMBEDDED_SERVER
 
 
 def test_dockerignore_lets_through_everything_the_dockerfile_copies() -> None:

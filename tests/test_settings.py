@@ -580,36 +580,6 @@ def test_a_flag_beats_a_bad_env_value_without_reading_it() -> None:
     assert settings.port == 81
 
 
-@pytest.mark.parametrize(
-    ("env", "names"),
-    [
-        pytest.param({"S3TIER_RAM_BYTES": "8MiB"}, ("--ram-max-object", "--ram-bytes"),
-                     id="a small RAM tier under the default object limit"),
-        pytest.param({"S3TIER_RAM_BYTES": "8MiB"}, ("S3TIER_RAM_MAX_OBJECT (default): 16MiB",),
-                     id="a limit left at its default says so"),
-        pytest.param({"S3TIER_RAM_MAX_OBJECT": "1GiB"}, ("--ram-max-object", "S3TIER_RAM_BYTES"),
-                     id="a large object limit over the default RAM tier"),
-    ],
-)  # fmt: skip
-def test_ram_max_object_may_not_exceed_ram_bytes(
-    env: dict[str, str], names: tuple[str, ...]
-) -> None:
-    with pytest.raises(SettingsError) as error:
-        from_env(**env)
-    assert all(name in str(error.value) for name in names)
-    assert "exceeds" in str(error.value)
-
-
-def test_ram_limit_error_names_the_yaml_key_it_came_from(tmp_path: Path) -> None:
-    path = write_yaml(tmp_path, {"ram_bytes": "4MiB", "ram_max_object": "8MiB"})
-    with pytest.raises(SettingsError) as error:
-        Settings.from_sources({}, BASE_ENV, path)
-    assert str(error.value) == (
-        f"--ram-max-object / ram_max_object in {path}: 8MiB exceeds "
-        f"--ram-bytes / ram_bytes in {path} (4MiB)"
-    )
-
-
 def test_an_unknown_yaml_key_is_an_error_suggesting_the_right_one(tmp_path: Path) -> None:
     path = write_yaml(tmp_path, {"ram_byte": "1GiB"})
     with pytest.raises(SettingsError) as error:
