@@ -32,7 +32,13 @@ from proxy.asgi import Receive, Scope, Send
 from proxy.auth import Keyring, Principal
 from proxy.embedded import EMBEDDED_CREDENTIALS, EmbeddedS3
 from proxy.httpserver import CoalescingHttpToolsProtocol
-from tiering.disk import DiskTier, mark_clean, reclaim_orphans, unclean_since_last_run
+from tiering.disk import (
+    DiskTier,
+    adopt_layout,
+    mark_clean,
+    reclaim_orphans,
+    unclean_since_last_run,
+)
 from tiering.diskledger import DiskLedger
 from tiering.epochs import WriteEpochs
 from tiering.listing import list_prefix
@@ -204,6 +210,8 @@ def serve(settings: Settings) -> None:
             "listening on %s with --auth none: anyone who can reach it can use it", settings.host
         )
     log.info("starting s3tier %s", json.dumps(settings.redacted(), default=str))
+    if settings.disk_bytes > 0:
+        adopt_layout(settings.disk_dir, settings.block_size_bytes)
     if settings.disk_bytes > 0 and unclean_since_last_run(settings.disk_dir):
         threading.Thread(target=reclaim_orphans, args=(settings.disk_dir,), daemon=True).start()
     common: dict[str, Any] = dict(

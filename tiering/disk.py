@@ -344,6 +344,41 @@ def unclean_since_last_run(directory: str) -> bool:
     return had_cache and not clean
 
 
+LAYOUT_FILE = "s3tier-layout"
+
+
+def adopt_layout(directory: str, block_size: int) -> bool:
+    """Make the folder's blocks ones of `block_size`; returns whether cached blocks were dropped.
+
+    Block keys name an index, not a byte offset, so a block cached under another block size
+    would be served as the wrong bytes of the right length. A folder whose recorded block size
+    differs (or that records none) is moved aside and removed in the background. Once per
+    server, before any worker opens the folder."""
+    layout = os.path.join(directory, LAYOUT_FILE)
+    wanted = f"block_size={block_size}\n"
+    try:
+        with open(layout, encoding="utf-8") as handle:
+            recorded = handle.read()
+    except OSError:
+        recorded = None
+    folder = cache_folder(directory)
+    dropped = False
+    if recorded != wanted and os.path.exists(os.path.join(folder, "cache.db")) and _ours(folder):
+        aside = f"{folder}.other-layout-{int(time.time())}"
+        log.warning(
+            "disk tier: blocks cached with another block size (%s); starting empty",
+            (recorded or "unrecorded").strip(),
+        )
+        os.rename(folder, aside)
+        threading.Thread(target=shutil.rmtree, args=(aside, True), daemon=True).start()
+        dropped = True
+    with contextlib.suppress(OSError):
+        os.makedirs(directory, exist_ok=True)
+        with open(layout, "w", encoding="utf-8") as handle:
+            handle.write(wanted)
+    return dropped
+
+
 def mark_clean(directory: str) -> None:
     path = os.path.join(directory, CLEAN_MARKER)
     with contextlib.suppress(OSError), open(path, "w", encoding="utf-8") as marker:
