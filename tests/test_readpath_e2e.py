@@ -344,25 +344,33 @@ def test_upstream_break_mid_body_fails_the_client_and_caches_nothing(
 ) -> None:
     data = os.urandom(4 * MiB)
     direct.put_object(Bucket=bucket, Key="b", Body=data)
+    # Every attempt breaks: a single break is retried (tests/test_faults_transient.py).
     shim.break_next(
         lambda r: (
             f"/{bucket}/b" in r.path and r.headers.get("Range", "").startswith("bytes=2097152-")
         ),
         after_bytes=1000,
+        times=None,
     )
     with pytest.raises(requests.exceptions.ChunkedEncodingError):
         requests.get(f"{proxy_server.url}/{bucket}/b").content  # noqa: B018 - reading is the test
+    shim.clear_faults()
     again = requests.get(f"{proxy_server.url}/{bucket}/b")
     assert again.content == data
-    assert upstream_gets(shim, bucket, "b").count(f"bytes=2097152-{3 * MiB - 1}") == 2
+    # The first attempt and its two retries, all broken; then the one after the fault is gone.
+    assert upstream_gets(shim, bucket, "b").count(f"bytes=2097152-{3 * MiB - 1}") == 3 + 1
 
 
 def test_upstream_break_in_the_first_block_is_a_503_and_caches_nothing(
     proxy_server: S3TierServer, direct: Any, bucket: str, shim: UpstreamShim
 ) -> None:
     direct.put_object(Bucket=bucket, Key="f", Body=b"q" * 100_000)
-    shim.break_next(lambda r: f"/{bucket}/f" in r.path and r.method == "GET", after_bytes=10)
+    # Every attempt breaks: a single break is retried.
+    shim.break_next(
+        lambda r: f"/{bucket}/f" in r.path and r.method == "GET", after_bytes=10, times=None
+    )
     broken = requests.get(f"{proxy_server.url}/{bucket}/f")
+    shim.clear_faults()
     assert broken.status_code == 503
     assert "<Code>ServiceUnavailable</Code>" in broken.text
     again = requests.get(f"{proxy_server.url}/{bucket}/f")

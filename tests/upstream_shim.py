@@ -5,7 +5,8 @@ it recorded directly. It forwards every request unchanged to the target (moto) a
 to misbehave on the next matching request(s), which is what a troubled upstream looks like from
 s3tier:
 
-    break_next          the answer breaks off after k body bytes (Content-Length or chunked)
+    break_next          the answer breaks off after k body bytes (Content-Length or chunked),
+                        with a FIN, or with an RST if `reset`
     stall_next          the answer is held back before its first byte
     reset_next          the connection is reset (RST) before any answer; nothing is forwarded
     close_next          the connection is closed (FIN) before any answer; nothing is forwarded
@@ -75,6 +76,7 @@ class Fault:
     times: int | None = 1
     hits: int = 0
     chunked: bool = False  # "forward": send the body chunked rather than with Content-Length
+    reset: bool = False  # "forward" with after_bytes: break with an RST rather than a FIN
     status: int = 0  # "answer"
     body: bytes = b""  # "answer"
     headers: tuple[tuple[str, str], ...] = ()  # "answer"
@@ -143,10 +145,15 @@ class UpstreamShim:
             if (method is None or r.method == method) and contains in r.path
         ]
 
-    def break_next(self, matches: Callable[[Recorded], bool], after_bytes: int) -> Fault:
-        fault = Fault(matches, after_bytes)
-        self.faults.append(fault)
-        return fault
+    def break_next(
+        self,
+        matches: Callable[[Recorded], bool],
+        after_bytes: int,
+        times: int | None = 1,
+        reset: bool = False,
+        stall_s: float = 0.0,
+    ) -> Fault:
+        return self._add(Fault(matches, after_bytes, stall_s, times=times, reset=reset))
 
     def stall_next(
         self, matches: Callable[[Recorded], bool], seconds: float, times: int | None = 1
@@ -287,8 +294,7 @@ class UpstreamShim:
                     piece = piece[: fault.after_bytes - record.body_bytes]
                     await out.write(piece)
                     record.body_bytes += len(piece)
-                    assert request.transport is not None
-                    request.transport.close()
+                    await _cut(request, fault.reset)
                     return out
                 await out.write(piece)
                 record.body_bytes += len(piece)
@@ -310,6 +316,19 @@ def _hang_up(request: web.Request, reset: bool) -> web.StreamResponse:
         else:
             transport.close()
     return web.Response(status=204)  # never sent: the transport is gone
+
+
+async def _cut(request: web.Request, reset: bool) -> None:
+    """Break an answer whose headers and some body were sent. An RST discards what is still
+    buffered, so the bytes written go out first: the break comes after exactly those bytes."""
+    transport = request.transport
+    assert transport is not None
+    if reset:
+        for _ in range(200):
+            if not transport.get_write_buffer_size():
+                break
+            await asyncio.sleep(0.005)
+    _hang_up(request, reset)
 
 
 async def _misdeliver(

@@ -2,7 +2,8 @@
 
 Prefetch is background work and yields to clients: when the budget is spent a prefetch is
 skipped, never queued, while client misses are never held back by it. A prefetched block that
-a client then reads counts as used; one that leaves the tracking window unread counts as wasted.
+a client then reads counts as used; one that leaves the tracking window unread, or whose fetch
+failed, counts as wasted.
 """
 
 from __future__ import annotations
@@ -104,5 +105,8 @@ class Prefetcher:
             await self._load(obj, meta, index)
         except Exception as exc:  # prefetch is best effort: a later read will try again
             log.debug("prefetch of %s/%s block %d failed: %s", obj.bucket, obj.key, index, exc)
+            # Whatever a reader gets for this block now, it is not from this prefetch.
+            if self._tracked.pop(BlockKey(obj.bucket, obj.key, meta.etag, index), None) is not None:
+                self.stats.wasted_bytes += size
         finally:
             self._budget.give_back(size)

@@ -21,7 +21,7 @@ import random
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, NoReturn
 
 from proxy.errors import UpstreamAnswer
 from proxy.s3request import object_path
@@ -87,6 +87,13 @@ class PrefetchConfig:
 RETRY_STATUSES = frozenset({500, 503})
 
 
+def says_nothing_of_the_object(status: int) -> bool:
+    """A 5xx is the upstream failing to answer (RFC 9110 §15.6), not news of the object, so it
+    never makes the cache forget one. A 404 or a new ETag is news; so is a 403: access taken
+    away from the proxy must not be outlived by the copy it cached (fail closed)."""
+    return status >= 500
+
+
 @dataclass(frozen=True, slots=True)
 class RetryConfig:
     """Pauses before each retry of an idempotent upstream read; () switches retries off."""
@@ -131,6 +138,7 @@ class ReadThrough:
         self._flights: dict[tuple[ObjectId, str], Flight] = {}
         self._epochs = metas.epochs  # write epochs, shared by every worker process
         self._loads: dict[BlockKey, asyncio.Future[tuple[bytes, Source]]] = {}
+        self._prefetching: set[BlockKey] = set()  # blocks whose load in _loads is a prefetch's
         self._tasks: set[asyncio.Task[Any]] = set()
         self.counters = Counters()
         self._touched = Touches()  # tiering/parts.py: a block is admitted when read again
@@ -262,7 +270,7 @@ class ReadThrough:
         part: Span | None = None,
     ) -> Resolved:
         if first_block is None:
-            return await self._from_head(obj, flight, None)
+            return await self._from_head(obj, flight)
         # S3 sends full-object checksums only to a whole GET or a HEAD; ask in parallel so a
         # cold miss still costs one round trip of latency.
         head = self._spawn(self._head(obj, None)) if want_checksums else None
@@ -280,20 +288,32 @@ class ReadThrough:
     async def _revalidate(
         self, obj: ObjectId, meta: ObjectMeta, first_block: int | None, flight: Flight
     ) -> Resolved:
-        """A request conditional on the cached ETag: 304 keeps the entry (RFC 9110 §13.1.2)."""
-        condition = {"if-none-match": meta.etag}
+        """A request conditional on the cached ETag: 304 keeps the entry (RFC 9110 §13.1.2).
+        No usable answer (unreachable, a broken body or a 5xx, after the retries) keeps it too,
+        for the next revalidation; with --serve-stale-on-error it is served meanwhile, as STALE
+        (the stale-if-error of RFC 5861 §4)."""
         try:
-            if first_block is None:
-                return await self._from_head(obj, flight, meta)
-            answer = await self._get_block(obj, first_block, None, condition)
-        except UpstreamUnavailable:
+            answer = await self._ask_again(obj, meta, first_block)
+        except (UpstreamUnavailable, UpstreamBroken) as exc:
             if self._stale_ok:
-                log.warning("upstream unavailable, serving stale %s", obj)
-                return Resolved(meta, Source.RAM, stale=True)
+                return self._stale(obj, meta, str(exc))
             raise
         if answer.status == 304:
             return self._keep(obj, meta, flight)
+        if says_nothing_of_the_object(answer.status) and self._stale_ok:
+            return self._stale(obj, meta, f"status {answer.status}")
+        if first_block is None:
+            return await self._described(obj, answer, flight)
         return await self._accept(obj, answer, first_block, flight, None)
+
+    async def _ask_again(self, obj: ObjectId, meta: ObjectMeta, first_block: int | None) -> Answer:
+        if first_block is None:
+            return await self._head(obj, meta.etag)
+        return await self._get_block(obj, first_block, None, {"if-none-match": meta.etag})
+
+    def _stale(self, obj: ObjectId, meta: ObjectMeta, why: str) -> Resolved:
+        log.warning("revalidation of %s/%s failed (%s), serving stale", obj.bucket, obj.key, why)
+        return Resolved(meta, Source.RAM, stale=True)
 
     async def _accept(
         self,
@@ -308,10 +328,9 @@ class ReadThrough:
         if answer.status == 416:
             # The block starts past the end: the object is empty or shorter than asked. Only a
             # HEAD can describe it.
-            return await self._from_head(obj, flight, None)
+            return await self._from_head(obj, flight)
         if answer.status not in (200, 206):
-            await self._metas.drop(obj)
-            raise UpstreamAnswer(answer.status, list(answer.headers), answer.body)
+            await self._refused(obj, answer, answer.body)
         total = content_range_total(answer.header(b"content-range") or "")
         size = total if answer.status == 206 and total is not None else len(answer.body)
         if answer.status == 200:
@@ -335,18 +354,22 @@ class ReadThrough:
         self._publish(key, answer.body, meta)
         return Resolved(meta, Source.UPSTREAM, first=(index, answer.body))
 
-    async def _from_head(
-        self, obj: ObjectId, flight: Flight, cached: ObjectMeta | None
-    ) -> Resolved:
-        answer = await self._head(obj, cached.etag if cached else None)
-        if answer.status == 304 and cached is not None:
-            return self._keep(obj, cached, flight)
+    async def _from_head(self, obj: ObjectId, flight: Flight) -> Resolved:
+        return await self._described(obj, await self._head(obj, None), flight)
+
+    async def _described(self, obj: ObjectId, answer: Answer, flight: Flight) -> Resolved:
+        """Metadata from the answer to a HEAD."""
         if answer.status != 200:
-            await self._metas.drop(obj)
-            raise UpstreamAnswer(answer.status, list(answer.headers), b"")
+            await self._refused(obj, answer, b"")
         meta = self._meta_from_head(answer)
         self._remember(obj, meta, flight)
         return Resolved(meta, Source.UPSTREAM)
+
+    async def _refused(self, obj: ObjectId, answer: Answer, body: bytes) -> NoReturn:
+        """Replay the upstream's refusal; forget the object only if it said something of it."""
+        if not says_nothing_of_the_object(answer.status):
+            await self._metas.drop(obj)
+        raise UpstreamAnswer(answer.status, list(answer.headers), body)
 
     async def describe(self, obj: ObjectId) -> ObjectMeta | None:
         """What the upstream says of the object now (a HEAD), or None if it has no such object."""
@@ -433,9 +456,12 @@ class ReadThrough:
             self.prefetcher.on_read(obj, meta, Span(start, end), response)
 
     async def block(self, obj: ObjectId, meta: ObjectMeta, index: int) -> tuple[bytes, Source]:
+        """One block for a client. Counted as a prefetch used only once it is in hand: a
+        read-ahead that failed, and that the client then fetched itself, was wasted."""
         key = BlockKey(obj.bucket, obj.key, meta.etag, index)
+        got = await self._block(obj, meta, key)
         self.prefetcher.served(key)
-        return await self._block(obj, meta, key)
+        return got
 
     async def part(
         self, obj: ObjectId, meta: ObjectMeta, index: int, start: int, end: int
@@ -465,20 +491,40 @@ class ReadThrough:
         return answer.body
 
     async def _prefetch_block(self, obj: ObjectId, meta: ObjectMeta, index: int) -> None:
-        await self._block(obj, meta, BlockKey(obj.bucket, obj.key, meta.etag, index))
+        key = BlockKey(obj.bucket, obj.key, meta.etag, index)
+        await self._block(obj, meta, key, prefetch=True)
 
-    async def _block(self, obj: ObjectId, meta: ObjectMeta, key: BlockKey) -> tuple[bytes, Source]:
+    async def _block(
+        self, obj: ObjectId, meta: ObjectMeta, key: BlockKey, prefetch: bool = False
+    ) -> tuple[bytes, Source]:
         data = self._ram.peek(key)
         if data is not None:
             return data, Source.RAM
-        load = self._loads.get(key)
-        if load is None:
-            load = asyncio.get_running_loop().create_future()
-            self._loads[key] = load
-            self._spawn(self._load(obj, meta, key, load))
-        else:
-            self.counters.coalesced += 1
+        load, by_prefetch = self._join_load(obj, meta, key, prefetch)
+        try:
+            return await asyncio.shield(load)
+        except (UpstreamBroken, UpstreamUnavailable):
+            if prefetch or not by_prefetch:
+                raise
+        # The read-ahead this reader joined has failed: that is the prefetch's loss, not the
+        # reader's, which fetches the block itself (once; other readers join it).
+        load, _ = self._join_load(obj, meta, key, prefetch=False)
         return await asyncio.shield(load)
+
+    def _join_load(
+        self, obj: ObjectId, meta: ObjectMeta, key: BlockKey, prefetch: bool
+    ) -> tuple[asyncio.Future[tuple[bytes, Source]], bool]:
+        """The block's load under way, or a new one; and whether a prefetch started it."""
+        load = self._loads.get(key)
+        if load is not None:
+            self.counters.coalesced += 1
+            return load, key in self._prefetching
+        load = asyncio.get_running_loop().create_future()
+        self._loads[key] = load
+        if prefetch:
+            self._prefetching.add(key)
+        self._spawn(self._load(obj, meta, key, load))
+        return load, prefetch
 
     async def _load(
         self,
@@ -506,6 +552,7 @@ class ReadThrough:
         finally:
             if self._loads.get(key) is load:
                 del self._loads[key]
+                self._prefetching.discard(key)
 
     async def _fetch_block(self, obj: ObjectId, meta: ObjectMeta, key: BlockKey) -> bytes:
         """One block of this version from the upstream, whole, or an exception."""
@@ -596,8 +643,10 @@ class ReadThrough:
         self, method: str, obj: ObjectId, headers: dict[str, str], limit: int
     ) -> Answer:
         """A GET of a block or a HEAD: idempotent, so retried with backoff when no answer came
-        (refused, reset, timed out) or the upstream said 500/503. A body that broke off
-        half-way is not retried: the client already saw the failure, and that is final."""
+        (refused, reset, timed out), when its body broke off, or when the upstream said 500/503.
+        A broken body is retried because `fetch` holds the whole answer before returning it:
+        none of its bytes has reached anyone yet. A block after the first is pinned by If-Match,
+        so a retry cannot return another version's bytes."""
         path = object_path(obj.bucket, obj.key)
         operation = "get_block" if method == "GET" else "head"
         for attempt, pause in enumerate((*self._retry.backoffs_s, None)):
@@ -605,7 +654,7 @@ class ReadThrough:
                 answer = await self._upstream.fetch(
                     method, path, dict(headers), max(limit, 1 << 16), operation=operation
                 )
-            except UpstreamUnavailable:
+            except (UpstreamUnavailable, UpstreamBroken):
                 if pause is None:
                     raise
             else:
