@@ -29,6 +29,7 @@ from botocore.credentials import Credentials
 
 from proxy.auth import Grant, Keyring, Principal, Verified, verify
 from proxy.errors import S3Error
+from tests.harness import sign_as_of
 
 ACCESS_KEY = "AKIDEXAMPLE"
 SECRET_KEY = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"
@@ -137,7 +138,7 @@ def recorder() -> Iterator[Recorder]:
 
 @pytest.fixture(autouse=True)
 def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("botocore.auth.get_current_datetime", lambda *a, **k: FIXED)
+    sign_as_of(monkeypatch, FIXED)
 
 
 @functools.cache

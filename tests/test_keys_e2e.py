@@ -63,7 +63,7 @@ LOOKALIKES = [
 # upload waiting for the upstream spools under a name tempfile chose.
 S3TIER_FILE = re.compile(
     r"cache/cache\.db(-wal|-shm|-journal)?|cache/[0-9a-f]{2}/[0-9a-f]{2}/[0-9a-f]{28}\.val"
-    r"|spool/s3tier-spool-\w+|s3tier-clean-shutdown"
+    r"|spool/s3tier-spool-\w+|s3tier-clean-shutdown|s3tier-layout"
 )
 BODY_FILLER_BYTES = 40_000  # above diskcache's 32 KiB: blocks are stored as files, not rows
 

@@ -10,6 +10,7 @@ from botocore.auth import S3SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
+from tests.harness import sign_as_of
 from tiering.signing import EMPTY_SHA256, UNSIGNED_PAYLOAD, Signer
 
 CREDS = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", "token-1")
@@ -18,7 +19,7 @@ FIXED = datetime.datetime(2026, 11, 26, 12, 0, 0, tzinfo=datetime.UTC)
 
 @pytest.fixture(autouse=True)
 def frozen_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("botocore.auth.get_current_datetime", lambda *a, **k: FIXED)
+    sign_as_of(monkeypatch, FIXED)
 
 
 def botocore_s3_signature(url: str, headers: dict[str, str]) -> dict[str, Any]:
