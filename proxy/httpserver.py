@@ -13,6 +13,7 @@ the order of bytes on the wire never changes.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -27,6 +28,10 @@ class CoalescingTransport:
         self._transport = transport
         self._loop = loop
         self._held: bytes | None = None
+
+    def writelines(self, data: list[bytes]) -> None:
+        held, self._held = self._held, None
+        self._transport.writelines([held, *data] if held is not None else data)
 
     def write(self, data: bytes | bytearray | memoryview) -> None:
         held = self._held
@@ -58,10 +63,21 @@ class CoalescingTransport:
 _header_timeout_s = 10.0
 
 
+# Answers plain RAM hits before any ASGI machinery exists (proxy/fastpath.py); set by the app
+# once its components are built, per worker process.
+FastAnswer = Callable[[bytes, bytes, list[tuple[bytes, bytes]], bytes], "list[bytes] | None"]
+_fast_answer: FastAnswer | None = None
+
+
 def configure(header_timeout_s: float) -> None:
     """Set from the settings in each server process, before it accepts connections."""
     global _header_timeout_s
     _header_timeout_s = header_timeout_s
+
+
+def install_fast_path(answer: FastAnswer | None) -> None:
+    global _fast_answer
+    _fast_answer = answer
 
 
 class CoalescingHttpToolsProtocol(HttpToolsProtocol):
@@ -72,9 +88,44 @@ class CoalescingHttpToolsProtocol(HttpToolsProtocol):
         super().connection_made(CoalescingTransport(transport, loop))  # type: ignore[arg-type]
         self._arm_deadline()
 
+    _answered = False  # the current request was answered by the fast path
+
     def on_headers_complete(self) -> None:
         self._disarm_deadline()
+        if _fast_answer is not None and self._answer_fast(_fast_answer):
+            return
         super().on_headers_complete()
+
+    def _answer_fast(self, fast: FastAnswer) -> bool:
+        """Answer from the fast path when no earlier request on this connection is still being
+        answered (pipelined answers keep their order) and the connection stays open."""
+        cycle = self.cycle
+        if cycle is not None and not cycle.response_complete:
+            return False
+        parser = self.parser
+        if parser.should_upgrade() or not parser.should_keep_alive():
+            return False
+        if parser.get_http_version() != "1.1":
+            return False
+        default = self.server_state.default_headers
+        date = default[0][1] if default and default[0][0] == b"date" else b""
+        wire = fast(parser.get_method(), self.url, self.headers, date)
+        if wire is None:
+            return False
+        self._answered = True
+        self.transport.writelines(wire)
+        self.on_response_complete()
+        return True
+
+    def on_body(self, body: bytes) -> None:
+        if not self._answered:  # a fast-path request has no body; anything else is uvicorn's
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if self._answered:
+            self._answered = False
+            return
+        super().on_message_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()

@@ -56,10 +56,15 @@ def check_wire(method: str, http_version: str, scope_headers: list[tuple[bytes, 
     hosts = [v for n, v in scope_headers if n == b"host"]
     if http_version != "1.0" and len(hosts) != 1:
         raise InvalidRequest("A request must carry exactly one Host header.")
-    if hosts and not _HOST.fullmatch(hosts[0].decode("latin-1")):
+    if hosts and not host_is_valid(hosts[0]):
         raise InvalidRequest("The Host header is not a valid host.")
     if method not in S3_METHODS:
         raise MethodNotAllowed(Method=method, ResourceType="OBJECT")
+
+
+def host_is_valid(host: bytes) -> bool:
+    """RFC 9112 §3.2: a Host is a reg-name or IP literal with an optional port."""
+    return _HOST.fullmatch(host.decode("latin-1")) is not None
 
 
 @dataclass(frozen=True, slots=True)

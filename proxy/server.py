@@ -31,6 +31,7 @@ from proxy.app import Components, handle
 from proxy.asgi import Receive, Scope, Send
 from proxy.auth import Keyring, Principal
 from proxy.embedded import EMBEDDED_CREDENTIALS, EmbeddedS3
+from proxy.fastpath import FastPath
 from proxy.httpserver import CoalescingHttpToolsProtocol
 from tiering.disk import (
     DiskTier,
@@ -111,6 +112,10 @@ class S3Tier:
             ),
         )
         self._readthrough = readthrough
+        if self._keyring is None:
+            # Under --auth sigv4 every request is verified first: the full path does that.
+            fast = FastPath(readthrough, s.base_domain, self._metrics)
+            httpserver.install_fast_path(fast.answer)
         self._jobs = WarmJobs(lambda b, p: list_prefix(upstream, b, p), readthrough.warm)
         self._sync_task = asyncio.get_running_loop().create_task(self._sync_forever())
         admin = AdminContext(
@@ -148,6 +153,7 @@ class S3Tier:
                 log.warning("metrics sync failed: %s", exc)
 
     async def _close(self) -> None:
+        httpserver.install_fast_path(None)
         if self._components is not None:
             self._sync_task.cancel()
             await self._jobs.close()

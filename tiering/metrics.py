@@ -41,6 +41,7 @@ class Sample:
     """What one worker's components have counted since start (monotonic) or hold now."""
 
     coalesced: int = 0
+    fast_answers: int = 0  # hits answered from the protocol, before any ASGI request
     prefetch: dict[str, int] = field(default_factory=dict)  # issued / used / wasted bytes
     admissions: dict[str, int] = field(default_factory=dict)  # by tier
     evictions: dict[str, int] = field(default_factory=dict)
@@ -87,6 +88,10 @@ class Metrics:
         )
         self.coalesced = Counter(
             "s3tier_coalesced_waiters", "Requests that joined a fetch already under way",
+            registry=r,
+        )  # fmt: skip
+        self.fast_answers = Counter(
+            "s3tier_fast_path_answers", "RAM hits answered before any ASGI request existed",
             registry=r,
         )  # fmt: skip
         self.prefetch_bytes = Counter(
@@ -164,6 +169,7 @@ class Metrics:
         """Copy the components' own counts in, as deltas since the last sync."""
         last = self._last
         self.coalesced.inc(max(now.coalesced - last.coalesced, 0))
+        self.fast_answers.inc(max(now.fast_answers - last.fast_answers, 0))
         _add(self.prefetch_bytes, now.prefetch, last.prefetch)
         _add(self.admissions, now.admissions, last.admissions)
         _add(self.evictions, now.evictions, last.evictions)

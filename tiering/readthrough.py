@@ -104,6 +104,7 @@ class RetryConfig:
 @dataclass(slots=True)
 class Counters:
     coalesced: int = 0
+    hot: int = 0  # answers given by hot() (the protocol's fast path)
     served: dict[str, int] = field(default_factory=lambda: {"ram": 0, "disk": 0, "upstream": 0})
 
 
@@ -417,6 +418,20 @@ class ReadThrough:
             self.prefetcher.served(key)
         return data
 
+    def hot(self, obj: ObjectId, with_body: bool) -> tuple[ObjectMeta, bytes] | None:
+        """Fresh metadata of a one-block object and, if asked, its block, both from RAM and
+        without awaiting; else None, and the caller takes the full read path."""
+        meta = self._metas.peek(obj)
+        if meta is None or meta.size > self.block_size or not self._fresh(obj, meta):
+            return None
+        data = b""
+        if with_body and meta.size > 0:
+            if not self._ram.contains(BlockKey(obj.bucket, obj.key, meta.etag, 0)):
+                return None  # not counted as a RAM lookup: the full path will make that one
+            data = self.cached_block(obj, meta, 0) or b""
+        self.counters.hot += 1
+        return meta, data
+
     def account(self, source: Source, sent_bytes: int) -> None:
         """Bytes sent to a client, by where they came from (for metrics and stats)."""
         self.counters.served[SOURCE_NAMES[source]] += sent_bytes
@@ -426,6 +441,7 @@ class ReadThrough:
         is shared by all workers, so each reports its share and the sum across them is right."""
         sample = Sample(
             coalesced=self.counters.coalesced,
+            fast_answers=self.counters.hot,
             prefetch={
                 "issued": self.prefetcher.stats.issued_bytes,
                 "used": self.prefetcher.stats.used_bytes,

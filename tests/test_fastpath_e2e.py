@@ -1,0 +1,124 @@
+"""The protocol's fast path answers plain RAM hits exactly as the full read path would, and
+declines everything else: against a real s3tier process, with raw HTTP so that ordering,
+pipelining and connection handling are seen as a client sees them."""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import socket
+import time
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from tests.harness import S3TierServer, s3_client
+
+VARYING = {"date", "x-amz-request-id", "x-amz-id-2"}
+
+
+def fast_answers(server: S3TierServer) -> float:
+    with urllib.request.urlopen(server.url + "/_s3tier/metrics", timeout=5) as page:
+        text = page.read().decode()
+    found = re.search(r"^s3tier_fast_path_answers_total (\S+)$", text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def get(server: S3TierServer, path: str, method: str = "GET", **headers: str) -> Any:
+    conn = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    conn.request(method, path, headers=headers)
+    answer = conn.getresponse()
+    body = answer.read()
+    conn.close()
+    return answer.status, {k.lower(): v for k, v in answer.getheaders()}, body
+
+
+def same_but_ids(a: dict[str, str], b: dict[str, str]) -> None:
+    assert {k: v for k, v in a.items() if k not in VARYING} == {
+        k: v for k, v in b.items() if k not in VARYING
+    }
+    assert VARYING <= a.keys() and VARYING <= b.keys()
+
+
+@pytest.fixture
+def server(start_s3tier: Callable[..., S3TierServer]) -> S3TierServer:
+    return start_s3tier("--freshness", "ttl:60")
+
+
+def test_a_ram_hit_is_answered_by_the_fast_path_exactly_as_the_full_path_answers_it(
+    server: S3TierServer, direct: Any, bucket: str
+) -> None:
+    body = os.urandom(4096)
+    direct.put_object(Bucket=bucket, Key="dir/a b.bin", Body=body, ContentType="x/y",
+                      Metadata={"m": "1"})  # fmt: skip
+    path = f"/{bucket}/dir/a%20b.bin"
+    cold = get(server, path)
+    assert (cold[0], cold[1]["x-cache-status"], cold[2]) == (200, "MISS", body)
+    before = fast_answers(server)
+    hit = get(server, path)
+    # A matching If-Match changes nothing in the answer but takes the full path.
+    full = get(server, path, **{"If-Match": hit[1]["etag"]})
+    assert hit[0] == full[0] == 200 and hit[2] == full[2] == body
+    assert hit[1]["x-cache-status"] == full[1]["x-cache-status"] == "HIT-RAM"
+    same_but_ids(hit[1], full[1])
+    head = get(server, path, "HEAD")
+    full_head = get(server, path, "HEAD", **{"If-Match": hit[1]["etag"]})
+    assert head[2] == b"" and head[1]["content-length"] == "4096"
+    same_but_ids(head[1], full_head[1])
+    deadline = time.monotonic() + 5  # the counter is synced into the metrics each second
+    while fast_answers(server) < before + 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert fast_answers(server) >= before + 2  # the plain GET and HEAD
+
+
+def test_requests_the_fast_path_cannot_answer_alike_take_the_full_path(
+    server: S3TierServer, direct: Any, bucket: str
+) -> None:
+    direct.put_object(Bucket=bucket, Key="k", Body=b"0123456789")
+    path = f"/{bucket}/k"
+    get(server, path)
+    etag = get(server, path)[1]["etag"]
+    assert get(server, path, Range="bytes=2-4")[0:3:2] == (206, b"234")
+    assert get(server, path, **{"If-None-Match": etag})[0] == 304
+    assert get(server, path + "?versionId=null")[1]["x-cache-status"] == "BYPASS"
+    assert get(server, f"/{bucket}/missing")[0] == 404
+    status, headers, _ = get(server, path, **{"X-Amz-Checksum-Mode": "ENABLED"})
+    assert status == 200 and headers["x-cache-status"] == "HIT-RAM"
+
+
+def test_pipelined_requests_are_answered_in_order_whichever_path_answers_each(
+    server: S3TierServer, direct: Any, bucket: str
+) -> None:
+    direct.put_object(Bucket=bucket, Key="small", Body=b"abcdef")
+    get(server, f"/{bucket}/small")
+    requests = [
+        f"GET /{bucket}/small HTTP/1.1\r\nHost: x\r\n\r\n",
+        f"GET /{bucket}/small HTTP/1.1\r\nHost: x\r\nRange: bytes=1-2\r\n\r\n",
+        f"GET /{bucket}/missing HTTP/1.1\r\nHost: x\r\n\r\n",
+        f"GET /{bucket}/small HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    ]
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall("".join(requests).encode())
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+    statuses = re.findall(rb"HTTP/1.1 (\d{3}) ", received)
+    assert statuses == [b"200", b"206", b"404", b"200"], received.decode("latin-1")
+    assert received.endswith(b"abcdef")
+
+
+def test_a_write_through_the_proxy_is_seen_by_the_next_fast_path_read(
+    server: S3TierServer, bucket: str
+) -> None:
+    s3: Any = s3_client(server.url)
+    s3.create_bucket(Bucket=bucket + "-w")
+    s3.put_object(Bucket=bucket + "-w", Key="v", Body=b"one")
+    assert get(server, f"/{bucket}-w/v")[2] == b"one"
+    assert get(server, f"/{bucket}-w/v")[2] == b"one"
+    s3.put_object(Bucket=bucket + "-w", Key="v", Body=b"two!")
+    assert get(server, f"/{bucket}-w/v")[2] == b"two!"
+    s3.delete_object(Bucket=bucket + "-w", Key="v")
+    assert get(server, f"/{bucket}-w/v")[0] == 404
