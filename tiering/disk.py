@@ -364,7 +364,7 @@ def adopt_layout(directory: str, block_size: int) -> bool:
     folder = cache_folder(directory)
     dropped = False
     if recorded != wanted and os.path.exists(os.path.join(folder, "cache.db")) and _ours(folder):
-        aside = f"{folder}.other-layout-{int(time.time())}"
+        aside = f"{folder}.other-layout-{time.time_ns()}"  # unique: an earlier one may still be going
         log.warning(
             "disk tier: blocks cached with another block size (%s); starting empty",
             (recorded or "unrecorded").strip(),
@@ -407,7 +407,7 @@ def _open(directory: str) -> diskcache.Cache:
     except sqlite3.DatabaseError as exc:
         if not _ours(directory):
             raise
-        aside = f"{directory}.damaged-{int(time.time())}"
+        aside = f"{directory}.damaged-{time.time_ns()}"
         log.warning("disk tier index damaged (%s): moved to %s, starting empty", exc, aside)
         os.rename(directory, aside)
         threading.Thread(target=shutil.rmtree, args=(aside, True), daemon=True).start()
