@@ -13,6 +13,8 @@ may count once, but the counter still moves, which is all a reader checks.
 
 from __future__ import annotations
 
+import os
+import secrets
 import struct
 import zlib
 
@@ -30,6 +32,10 @@ class WriteEpochs:
         self._block = SharedBlock(SLOTS * _COUNTER.size, name, create)
         self._buf = self._block.buf
         self.name = name
+        # Names this server run in what is stored under its epochs (tiering/metastore.py):
+        # counters start again at zero in the next run, so stamps of another run are not
+        # compared with these. Workers share the block's name, so they share the run.
+        self.run = name if name is not None else f"process-{os.getpid()}-{secrets.token_hex(4)}"
 
     def current(self, obj: ObjectId) -> int:
         return int(_COUNTER.unpack_from(self._buf, _slot(obj))[0])

@@ -39,22 +39,43 @@ class MetaStore:
         return entry[0]
 
     async def load(self, obj: ObjectId) -> ObjectMeta | None:
-        """The disk copy, now also kept in RAM; None when there is none."""
+        """The disk copy, now also kept in RAM; None when there is none, or when a write since
+        it was stored (in this server run) has made it stale."""
         if self._disk is None:
             return None
+        epoch = self.epochs.current(obj)  # a write during the read makes what it read stale
         data = await self._disk.get_record(_disk_key(obj))
-        meta = meta_from_bytes(data) if data is not None else None
+        if data is None:
+            return None
+        stamp, _, body = data.partition(b"\n")
+        if stamp.startswith(b"{"):
+            stamp, body = b"", data  # written before records were stamped
+        if stamp == self._stamp(epoch):
+            pass
+        elif stamp.rpartition(b":")[0] == self.epochs.run.encode():
+            return None  # stored under an earlier epoch of this run: a write came since
+        meta = meta_from_bytes(body)
         if meta is not None:
-            self.remember(obj, meta)
+            self._ram[obj] = (meta, epoch)
         return meta
 
     def remember(self, obj: ObjectId, meta: ObjectMeta) -> None:
         """RAM only, synchronously, so waiters see it before any await."""
         self._ram[obj] = (meta, self.epochs.current(obj))
 
-    async def persist(self, obj: ObjectId, meta: ObjectMeta) -> None:
-        if self._disk is not None:
-            await self._disk.put_record(_disk_key(obj), meta_to_bytes(meta))
+    async def persist(self, obj: ObjectId, meta: ObjectMeta, epoch: int) -> None:
+        """Store metadata read under `epoch` unless a write has come since. The record carries
+        the epoch it was read under: a write that lands while it is being stored (its delete
+        may run first) leaves a record that `load` knows is stale, and that is removed here."""
+        if self._disk is None or self.epochs.current(obj) != epoch:
+            return
+        key = _disk_key(obj)
+        await self._disk.put_record(key, self._stamp(epoch) + b"\n" + meta_to_bytes(meta))
+        if self.epochs.current(obj) != epoch:
+            await self._disk.delete_record(key)
+
+    def _stamp(self, epoch: int) -> bytes:
+        return f"{self.epochs.run}:{epoch}".encode()
 
     async def drop(self, obj: ObjectId) -> None:
         self._ram.pop(obj, None)

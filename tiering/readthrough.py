@@ -231,7 +231,7 @@ class ReadThrough:
         if self.generation(obj) != generation:
             return False
         self._metas.remember(obj, meta)
-        await self._metas.persist(obj, meta)
+        await self._metas.persist(obj, meta, generation)
         return True
 
     async def _join(
@@ -406,7 +406,7 @@ class ReadThrough:
         if self.generation(obj) != flight.generation:
             return
         self._metas.remember(obj, meta)
-        self._spawn(self._metas.persist(obj, meta))
+        self._spawn(self._metas.persist(obj, meta, flight.generation))
 
     # -- blocks -----------------------------------------------------------------------------
 
