@@ -159,7 +159,15 @@ def new_request_id() -> str:
 
 
 def new_host_id() -> str:
-    return base64.b64encode(getrandbits(384).to_bytes(48, "big")).decode()
+    return new_host_id_bytes().decode()
+
+
+def new_request_id_bytes() -> bytes:
+    return b"%016X" % getrandbits(64)
+
+
+def new_host_id_bytes() -> bytes:
+    return base64.b64encode(getrandbits(384).to_bytes(48, "big"))
 
 
 def render(error: S3Error, resource: str, ids: RequestIds) -> bytes:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from proxy.errors import S3Error, new_host_id, new_request_id
+from proxy.errors import S3Error, new_host_id_bytes, new_request_id_bytes
 from proxy.s3request import (
     HEADER_SECTION_LIMIT,
     NEUTRAL_QUERY,
@@ -49,7 +49,8 @@ NEUTRAL_HEADERS = frozenset(
     }
 )
 OPERATIONS = {b"GET": "get_object", b"HEAD": "head_object"}
-MAX_HEADS = 1 << 16  # rendered heads kept; past it they are rendered afresh
+MAX_HEADS = 1 << 14  # rendered heads kept; past it they are rendered afresh
+MAX_ADDRESSES = 1 << 14  # resolved (url, host) pairs kept, likewise
 Wire = list[bytes]
 
 
@@ -68,6 +69,7 @@ class FastPath:
         self._metrics = metrics
         self._clock = clock
         self._heads: dict[ObjectId, tuple[ObjectMeta, bytes]] = {}
+        self._addresses: dict[tuple[bytes, bytes], ObjectId | None] = {}
 
     def answer(
         self, method: bytes, url: bytes, headers: Sequence[tuple[bytes, bytes]], date: bytes
@@ -79,7 +81,7 @@ class FastPath:
         host = neutral_host(headers)
         if host is None:
             return None
-        obj = self._address(url, host)
+        obj = self._resolved(url, host)
         if obj is None:
             return None
         found = self._rt.hot(obj, is_get)
@@ -91,17 +93,30 @@ class FastPath:
             b"date: ",
             date,
             b"\r\nx-amz-request-id: ",
-            new_request_id().encode(),
+            new_request_id_bytes(),
             b"\r\nx-amz-id-2: ",
-            new_host_id().encode(),
+            new_host_id_bytes(),
             b"\r\n\r\n",
         ]
         if is_get and body:
             wire.append(body)
             self._rt.account(Source.RAM, len(body))
         if self._metrics is not None:
-            self._metrics.request(OPERATIONS[method], 200, "hit_ram", self._clock() - started)
+            self._metrics.hits.add(OPERATIONS[method], self._clock() - started)
         return wire
+
+    def _resolved(self, url: bytes, host: bytes) -> ObjectId | None:
+        # The same few URLs arrive again and again: resolve each (url, host) pair once.
+        pair = (url, host)
+        try:
+            return self._addresses[pair]
+        except KeyError:
+            pass
+        obj = self._address(url, host)
+        if len(self._addresses) >= MAX_ADDRESSES:
+            self._addresses.clear()
+        self._addresses[pair] = obj
+        return obj
 
     def _address(self, url: bytes, host: bytes) -> ObjectId | None:
         path, _, query = url.partition(b"?")

@@ -32,7 +32,7 @@ from proxy.asgi import Receive, Scope, Send
 from proxy.auth import Keyring, Principal
 from proxy.embedded import EMBEDDED_CREDENTIALS, EmbeddedS3
 from proxy.fastpath import FastPath
-from proxy.httpserver import CoalescingHttpToolsProtocol
+from proxy.httpserver import S3TierHttpProtocol
 from tiering.disk import (
     DiskTier,
     adopt_layout,
@@ -224,7 +224,7 @@ def serve(settings: Settings) -> None:
         host=settings.host,
         port=settings.port,
         loop="uvloop",
-        http=CoalescingHttpToolsProtocol,
+        http=S3TierHttpProtocol,
         lifespan="on",
         server_header=False,
         access_log=False,

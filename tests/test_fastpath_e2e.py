@@ -122,3 +122,39 @@ def test_a_write_through_the_proxy_is_seen_by_the_next_fast_path_read(
     assert get(server, f"/{bucket}-w/v")[2] == b"two!"
     s3.delete_object(Bucket=bucket + "-w", Key="v")
     assert get(server, f"/{bucket}-w/v")[0] == 404
+
+
+def test_a_client_that_pipelines_but_does_not_read_is_not_read_without_bound(
+    server: S3TierServer, direct: Any, bucket: str
+) -> None:
+    # Answers to a client that does not read pile up in the server; once they pass the
+    # transport's high-water mark the server must stop reading requests, as the full path does.
+    direct.put_object(Bucket=bucket, Key="big", Body=os.urandom(64 << 10))
+    get(server, f"/{bucket}/big")
+    wire = f"GET /{bucket}/big HTTP/1.1\r\nHost: x\r\n\r\n".encode() * 1_000_000  # 40 MB
+    with socket.create_connection(("127.0.0.1", server.port), timeout=20) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 << 10)
+        sock.setblocking(False)
+        sent = 0
+        deadline = time.monotonic() + 3
+        while sent < len(wire) and time.monotonic() < deadline:
+            try:
+                sent += sock.send(wire[sent : sent + 65536])
+            except BlockingIOError:
+                time.sleep(0.01)
+    assert sent < len(wire) // 2, "the server read every request of a client that reads nothing"
+    assert get(server, f"/{bucket}/big")[0] == 200
+
+
+def test_an_idle_connection_is_closed_after_the_keep_alive_time_and_not_before(
+    server: S3TierServer, direct: Any, bucket: str
+) -> None:
+    direct.put_object(Bucket=bucket, Key="idle", Body=b"x")
+    get(server, f"/{bucket}/idle")
+    with socket.create_connection(("127.0.0.1", server.port), timeout=15) as sock:
+        sock.sendall(f"GET /{bucket}/idle HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert sock.recv(65536).startswith(b"HTTP/1.1 200")
+        answered = time.monotonic()
+        assert sock.recv(1) == b""  # uvicorn's keep-alive time, 5 s
+        idle = time.monotonic() - answered
+    assert 5.0 <= idle < 6.5, f"closed after {idle:.2f}s"
