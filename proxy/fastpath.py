@@ -1,11 +1,12 @@
-"""The hit path: a plain GET or HEAD of a one-block object held in RAM, answered from the HTTP
-protocol itself, before any ASGI scope, task or coroutine exists.
+"""The hit path: a plain GET or HEAD of a one-block object held in RAM, or a GET of one range
+whose blocks are all in RAM, answered from the HTTP protocol itself, before any ASGI scope,
+task or coroutine exists.
 
 A request qualifies only when the full read path would give exactly the same answer: no
-conditional, range or checksum headers, no query but `x-id`, no body, keep-alive, `--auth none`,
-and metadata and block fresh in RAM. Every other request, and every header this module does not
-know to be neutral, takes the full path (`proxy/app.py`), which also produces every error: the
-checks here only ever decline, they never refuse.
+conditional or checksum headers, at most one Range, no query but `x-id`, no body, keep-alive,
+`--auth none`, and metadata and blocks fresh in RAM. Every other request, and every header
+this module does not know to be neutral, takes the full path (`proxy/app.py`), which also
+produces every error: the checks here only ever decline, they never refuse.
 
 The response head is rendered once per metadata version and kept beside it; a hit then costs a
 dict lookup, a freshness check and one `writelines`, with only the Date and request ids varying.
@@ -17,6 +18,8 @@ import time
 from collections.abc import Callable, Sequence
 
 from proxy.errors import S3Error, new_host_id_bytes, new_request_id_bytes
+from proxy.objects import SHORT_RESPONSE_BLOCKS
+from proxy.ranges import RangeNotSatisfiable, parse_range
 from proxy.s3request import (
     HEADER_SECTION_LIMIT,
     NEUTRAL_QUERY,
@@ -27,6 +30,7 @@ from proxy.s3request import (
 from tiering.blocks import ObjectId
 from tiering.meta import ObjectMeta
 from tiering.metrics import Metrics
+from tiering.parts import Span
 from tiering.readthrough import ReadThrough, Source
 
 # Request headers that never change what GET/HEAD object answers (with --auth none, the
@@ -51,7 +55,7 @@ NEUTRAL_HEADERS = frozenset(
 OPERATIONS = {b"GET": "get_object", b"HEAD": "head_object"}
 MAX_HEADS = 1 << 14  # rendered heads kept; past it they are rendered afresh
 MAX_ADDRESSES = 1 << 14  # resolved (url, host) pairs kept, likewise
-Wire = list[bytes]
+Wire = list[bytes | memoryview]
 
 
 class FastPath:
@@ -68,7 +72,7 @@ class FastPath:
         self._base_domain = base_domain
         self._metrics = metrics
         self._clock = clock
-        self._heads: dict[ObjectId, tuple[ObjectMeta, bytes]] = {}
+        self._heads: dict[ObjectId, tuple[ObjectMeta, tuple[bytes, bytes]]] = {}
         self._addresses: dict[tuple[bytes, bytes], ObjectId | None] = {}
 
     def answer(
@@ -78,18 +82,22 @@ class FastPath:
         is_get = method == b"GET"
         if not is_get and method != b"HEAD":
             return None
-        host = neutral_host(headers)
-        if host is None:
+        request = neutral_request(headers)
+        if request is None:
             return None
+        host, range_header = request
         obj = self._resolved(url, host)
         if obj is None:
             return None
-        found = self._rt.hot(obj, is_get)
-        if found is None:
+        if range_header is not None:
+            if not is_get:
+                return None
+            wire = self._ranged(obj, range_header)
+        else:
+            wire = self._whole(obj, is_get)
+        if wire is None:
             return None
-        meta, body = found
-        wire = [
-            self._head(obj, meta),
+        wire[1:1] = [
             b"date: ",
             date,
             b"\r\nx-amz-request-id: ",
@@ -98,11 +106,51 @@ class FastPath:
             new_host_id_bytes(),
             b"\r\n\r\n",
         ]
+        if self._metrics is not None:
+            self._metrics.hits.add(OPERATIONS[method], self._clock() - started)
+        return wire
+
+    def _whole(self, obj: ObjectId, is_get: bool) -> Wire | None:
+        found = self._rt.hot(obj, is_get)
+        if found is None:
+            return None
+        meta, body = found
+        wire: Wire = [self._rendered(obj, meta)[1]]
         if is_get and body:
             wire.append(body)
             self._rt.account(Source.RAM, len(body))
-        if self._metrics is not None:
-            self._metrics.hits.add(OPERATIONS[method], self._clock() - started)
+        return wire
+
+    def _ranged(self, obj: ObjectId, range_header: bytes) -> Wire | None:
+        """A 206 of one range whose blocks (at most as many as the full path notes as one
+        read) are all in RAM; the body is views of the blocks, not a copy."""
+        meta = self._rt.hot_meta(obj)
+        if meta is None or meta.size == 0:
+            return None
+        try:
+            rng = parse_range(range_header.decode("latin-1"), meta.size)
+        except RangeNotSatisfiable:
+            return None
+        if rng is None:
+            return None
+        size = self._rt.block_size
+        first, last = rng.start // size, rng.end // size
+        if last - first >= SHORT_RESPONSE_BLOCKS:
+            return None
+        blocks = self._rt.hot_blocks(obj, meta, first, last)
+        if blocks is None:
+            return None
+        head = b"HTTP/1.1 206 Partial Content\r\n%scontent-range: bytes %d-%d/%d\r\n" % (
+            self._rendered(obj, meta)[0], rng.start, rng.end, meta.size,
+        )  # fmt: skip
+        wire: Wire = [head + b"content-length: %d\r\nx-cache-status: HIT-RAM\r\n" % rng.length]
+        for index, block in enumerate(blocks, first):
+            base = index * size
+            wire.append(memoryview(block)[max(rng.start - base, 0) : rng.end + 1 - base])
+        if sum(len(piece) for piece in wire[1:]) != rng.length:
+            return None  # a block shorter than the metadata says: the full path handles it
+        self._rt.account(Source.RAM, rng.length)
+        self._rt.note_read(obj, meta, rng.start, rng.end, Span(rng.start, rng.end))
         return wire
 
     def _resolved(self, url: bytes, host: bytes) -> ObjectId | None:
@@ -130,42 +178,51 @@ class FastPath:
             return None
         return ObjectId(bucket, key)
 
-    def _head(self, obj: ObjectId, meta: ObjectMeta) -> bytes:
-        # A HEAD's head is a GET's (RFC 9110 §9.3.2). Kept by metadata identity, not ETag: an
-        # in-place copy can change an object's headers and keep its ETag.
+    def _rendered(self, obj: ObjectId, meta: ObjectMeta) -> tuple[bytes, bytes]:
+        """The object's header lines, and the whole 200 head up to Date and ids.
+
+        A HEAD's head is a GET's (RFC 9110 §9.3.2). Kept by metadata identity, not ETag: an
+        in-place copy can change an object's headers and keep its ETag."""
         kept = self._heads.get(obj)
         if kept is not None and kept[0] is meta:
             return kept[1]
-        head = render_head(meta)
+        rendered = render_fields(meta), render_head(meta)
         if len(self._heads) >= MAX_HEADS:
             self._heads.clear()
-        self._heads[obj] = (meta, head)
-        return head
+        self._heads[obj] = (meta, rendered)
+        return rendered
 
 
-def neutral_host(headers: Sequence[tuple[bytes, bytes]]) -> bytes | None:
-    """The Host of a request whose every header is neutral and whose header section the full
-    path would accept (one valid Host, within S3's size limit); else None."""
-    host = None
+def neutral_request(
+    headers: Sequence[tuple[bytes, bytes]],
+) -> tuple[bytes, bytes | None] | None:
+    """The Host and Range of a request whose every other header is neutral and whose header
+    section the full path would accept (one valid Host, one Range at most, within S3's size
+    limit); else None."""
+    host = range_header = None
     size = 0
     for name, value in headers:
         size += len(name) + len(value) + 4
         if name not in NEUTRAL_HEADERS:
-            return None
-        if name == b"host":
+            if name != b"range" or range_header is not None:
+                return None
+            range_header = value
+        elif name == b"host":
             if host is not None:
                 return None
             host = value
     if host is None or size > HEADER_SECTION_LIMIT or not host_is_valid(host):
         return None
-    return host
+    return host, range_header
+
+
+def render_fields(meta: ObjectMeta) -> bytes:
+    return b"".join(name + b": " + value + b"\r\n" for name, value in meta.headers)
 
 
 def render_head(meta: ObjectMeta) -> bytes:
     """Status line and headers of a 200 for the whole object, as `objects.response_headers`
     renders them, up to the per-request Date and ids (appended by the caller)."""
-    lines = [b"HTTP/1.1 200 OK"]
-    lines.extend(name + b": " + value for name, value in meta.headers)
-    lines.append(b"content-length: " + str(meta.size).encode())
-    lines.append(b"x-cache-status: HIT-RAM")
-    return b"\r\n".join(lines) + b"\r\n"
+    return b"HTTP/1.1 200 OK\r\n%scontent-length: %d\r\nx-cache-status: HIT-RAM\r\n" % (
+        render_fields(meta), meta.size,
+    )  # fmt: skip

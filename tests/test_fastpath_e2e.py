@@ -43,6 +43,10 @@ def same_but_ids(a: dict[str, str], b: dict[str, str]) -> None:
     assert a.keys() >= VARYING and b.keys() >= VARYING
 
 
+def without_ids(body: bytes) -> bytes:
+    return re.sub(rb"<(RequestId|HostId)>[^<]*</", b"<\\1></", body)
+
+
 @pytest.fixture
 def server(start_s3tier: Callable[..., S3TierServer]) -> S3TierServer:
     return start_s3tier("--freshness", "ttl:60")
@@ -72,6 +76,41 @@ def test_a_ram_hit_is_answered_by_the_fast_path_exactly_as_the_full_path_answers
     while fast_answers(server) < before + 2 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert fast_answers(server) >= before + 2  # the plain GET and HEAD
+
+
+def test_a_range_of_blocks_in_ram_is_answered_by_the_fast_path_as_the_full_path_answers_it(
+    server: S3TierServer, direct: Any, bucket: str
+) -> None:
+    body = os.urandom(3 * 2**20 + 5)  # four blocks of the default 1 MiB, the last one short
+    direct.put_object(Bucket=bucket, Key="big", Body=body)
+    path = f"/{bucket}/big"
+    assert get(server, path)[2] == body  # every block now in RAM
+    etag = get(server, path, "HEAD")[1]["etag"]
+    mib = 2**20
+    ranges = {  # range: whether the fast path may answer it (at most two blocks)
+        "bytes=10-20": True,
+        f"bytes={mib - 3}-{mib + 3}": True,  # across a block boundary
+        "bytes=-7": True,  # suffix: the short last block
+        f"bytes={3 * mib}-": True,
+        f"bytes=0-{3 * mib}": False,  # four blocks: the full path, noted block by block
+        "bytes=5-2": False,  # invalid, ignored: the whole object
+        "bytes=0-1,5-6": False,  # several ranges, ignored likewise
+        f"bytes={len(body)}-": False,  # unsatisfiable: the full path's 416
+    }
+    before = fast_answers(server)
+    for header, fast in ranges.items():
+        hit = get(server, path, Range=header)
+        full = get(server, path, Range=header, **{"If-Match": etag})
+        assert hit[0] == full[0] and without_ids(hit[2]) == without_ids(full[2]), header
+        same_but_ids(hit[1], full[1])
+        if hit[0] == 206:
+            first, last = (int(n) for n in hit[1]["content-range"][6:].split("/")[0].split("-"))
+            assert hit[2] == body[first : last + 1]
+    expected = before + sum(ranges.values())
+    deadline = time.monotonic() + 5
+    while fast_answers(server) < expected and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert fast_answers(server) == expected
 
 
 def test_requests_the_fast_path_cannot_answer_alike_take_the_full_path(

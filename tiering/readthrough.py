@@ -421,16 +421,33 @@ class ReadThrough:
     def hot(self, obj: ObjectId, with_body: bool) -> tuple[ObjectMeta, bytes] | None:
         """Fresh metadata of a one-block object and, if asked, its block, both from RAM and
         without awaiting; else None, and the caller takes the full read path."""
-        meta = self._metas.peek(obj)
-        if meta is None or meta.size > self.block_size or not self._fresh(obj, meta):
+        meta = self.hot_meta(obj)
+        if meta is None or meta.size > self.block_size:
             return None
-        data = b""
-        if with_body and meta.size > 0:
-            if not self._ram.contains(BlockKey(obj.bucket, obj.key, meta.etag, 0)):
-                return None  # not counted as a RAM lookup: the full path will make that one
-            data = self.cached_block(obj, meta, 0) or b""
+        if not with_body or meta.size == 0:
+            self.counters.hot += 1
+            return meta, b""
+        blocks = self.hot_blocks(obj, meta, 0, 0)
+        return None if blocks is None else (meta, blocks[0])
+
+    def hot_meta(self, obj: ObjectId) -> ObjectMeta | None:
+        """Fresh metadata from RAM, without awaiting; else None."""
+        meta = self._metas.peek(obj)
+        return meta if meta is not None and self._fresh(obj, meta) else None
+
+    def hot_blocks(
+        self, obj: ObjectId, meta: ObjectMeta, first: int, last: int
+    ) -> list[bytes] | None:
+        """Blocks first..last if RAM holds every one of them (then each is a RAM hit), else
+        None and nothing is counted: the full path will make those lookups."""
+        keys = [BlockKey(obj.bucket, obj.key, meta.etag, i) for i in range(first, last + 1)]
+        if not all(self._ram.contains(key) for key in keys):
+            return None
+        blocks = [self.cached_block(obj, meta, index) for index in range(first, last + 1)]
+        if any(block is None for block in blocks):
+            return None
         self.counters.hot += 1
-        return meta, data
+        return blocks  # type: ignore[return-value]
 
     def account(self, source: Source, sent_bytes: int) -> None:
         """Bytes sent to a client, by where they came from (for metrics and stats)."""
