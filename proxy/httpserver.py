@@ -14,10 +14,17 @@ the order of bytes on the wire never changes.
 from __future__ import annotations
 
 import asyncio
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+import httptools
+from uvicorn.protocols.http.flow_control import service_unavailable
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+
+from proxy.zerocopy import send_file
+
+ZERO_COPY = "http.response.zerocopysend"  # the ASGI extension (asgiref's specs/extensions)
 
 
 class CoalescingTransport:
@@ -44,6 +51,7 @@ class CoalescingTransport:
         self._transport.writelines([held, data])
 
     def flush(self) -> None:
+        """Give what is held to the transport now."""
         held, self._held = self._held, None
         if held is not None and not self._transport.is_closing():
             self._transport.write(held)
@@ -79,7 +87,9 @@ SWEEP_INTERVAL_S = 0.25
 
 # Answers plain RAM hits before any ASGI machinery exists (proxy/fastpath.py); set by the app
 # once its components are built, per worker process.
-FastAnswer = Callable[[bytes, bytes, list[tuple[bytes, bytes]], bytes], "list[bytes] | None"]
+FastAnswer = Callable[
+    [bytes, bytes, list[tuple[bytes, bytes]], bytes], "list[bytes | memoryview] | None"
+]
 _fast_answer: FastAnswer | None = None
 
 
@@ -92,6 +102,38 @@ def configure(header_timeout_s: float) -> None:
 def install_fast_path(answer: FastAnswer | None) -> None:
     global _fast_answer
     _fast_answer = answer
+
+
+class ZeroCopyCycle(RequestResponseCycle):
+    """uvicorn's request/response cycle, also taking `http.response.zerocopysend` messages:
+    `file` (an open file), `offset`, `count`, `more_body`, as the ASGI extension defines them."""
+
+    async def send(self, message: Any) -> None:
+        if message["type"] != ZERO_COPY:
+            await super().send(message)
+            return
+        if not self.response_started or self.response_complete or self.chunked_encoding:
+            raise RuntimeError("zero-copy body without a started Content-Length response")
+        count = message["count"]
+        if count > self.expected_content_length:
+            raise RuntimeError("Response content longer than Content-Length")
+        if self.flow.write_paused and not self.disconnected:
+            await self.flow.drain()
+        if self.disconnected:
+            return
+        loop = asyncio.get_running_loop()
+        try:
+            await send_file(
+                self.transport, loop, message["file"].fileno(), message.get("offset") or 0, count
+            )
+        except ConnectionError:
+            self.disconnected = True
+            self.transport.close()
+            return
+        self.expected_content_length -= count
+        # What uvicorn does at the end of a body, with no bytes of its own.
+        more_body = message.get("more_body", False)
+        await super().send({"type": "http.response.body", "body": b"", "more_body": more_body})
 
 
 class Sweep:
@@ -155,18 +197,61 @@ class S3TierHttpProtocol(HttpToolsProtocol):
         self._waiting_since = None
         if _fast_answer is not None and self._answer_fast(_fast_answer):
             return
-        self.scope = {  # as uvicorn's on_message_begin builds it
+        self._start_full_path()
+
+    def _start_full_path(self) -> None:
+        """uvicorn's on_headers_complete, with the scope built here and a cycle that carries
+        out zero-copy sends."""
+        parser = self.parser
+        http_version = parser.get_http_version()
+        method = parser.get_method().decode("ascii")
+        parsed_url = httptools.parse_url(self.url)
+        raw_path = parsed_url.path
+        path = raw_path.decode("ascii")
+        if "%" in path:
+            path = urllib.parse.unquote(path)
+        self.scope = {
             "type": "http",
             "asgi": {"version": self.asgi_version, "spec_version": "2.3"},
-            "http_version": "1.1",
+            "http_version": http_version,
             "server": self.server,
             "client": self.client,
             "scheme": self.scheme,  # type: ignore[typeddict-item]
             "root_path": self.root_path,
             "headers": self.headers,
             "state": self.app_state.copy(),
+            "method": method,
+            "path": self.root_path + path,
+            "raw_path": self.root_path.encode("ascii") + raw_path,
+            "query_string": parsed_url.query or b"",
+            "extensions": {ZERO_COPY: {}},
         }
-        super().on_headers_complete()
+        if parser.should_upgrade() and self._should_upgrade():
+            return
+        app = self.app
+        limit = self.limit_concurrency
+        if limit is not None and (len(self.connections) >= limit or len(self.tasks) >= limit):
+            app = service_unavailable
+            self.logger.warning("Exceeded concurrency limit.")
+        existing = self.cycle
+        self.cycle = ZeroCopyCycle(
+            scope=self.scope,
+            transport=self.transport,
+            flow=self.flow,
+            logger=self.logger,
+            access_logger=self.access_logger,
+            access_log=self.access_log,
+            default_headers=self.server_state.default_headers,
+            message_event=asyncio.Event(),
+            expect_100_continue=self.expect_100_continue,
+            keep_alive=http_version != "1.0" and parser.should_keep_alive(),
+            on_response=self.on_response_complete,
+        )
+        if existing is None or existing.response_complete:
+            self._start_asgi_task(self.cycle, app)
+        else:  # pipelined: answered in order
+            self.flow.pause_reading()
+            self.pipeline.appendleft((self.cycle, app))
 
     def _answer_fast(self, fast: FastAnswer) -> bool:
         """Answer from the fast path when no earlier request on this connection is still being

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tiering.blocks import BlockKey
-from tiering.disk import DiskTier, mark_clean, reclaim_orphans, unclean_since_last_run
+from tiering.disk import BlockFile, DiskTier, mark_clean, reclaim_orphans, unclean_since_last_run
 from tiering.diskledger import DiskLedger
 from tiering.policy import LRUPolicy, TinyLFUPolicy
 from tiering.ram import RamTier
@@ -117,6 +117,36 @@ def test_a_corrupt_block_on_disk_is_dropped_and_reads_as_a_miss(tmp_path: Path) 
         assert disk.corrupt == 2
         assert await disk.put(key(1), b"a" * 40_000)  # fetched again and stored whole
         assert await disk.get(key(1)) == b"a" * 40_000
+
+    try:
+        asyncio.run(go())
+    finally:
+        disk.close()
+
+
+def test_a_block_opened_for_zero_copy_is_checked_on_first_open_and_then_trusted(
+    tmp_path: Path,
+) -> None:
+    disk = DiskTier(str(tmp_path / "disk"), 64 << 20, policy=TinyLFUPolicy(16 << 20))
+
+    async def go() -> None:
+        await disk.put(key(1), b"a" * 40_000)
+        await disk.put(key(2), b"b" * 40_000)
+        files = {p.read_bytes()[:1]: p for p in (tmp_path / "disk").rglob("*.val")}
+        damaged = bytearray(files[b"b"].read_bytes())
+        damaged[7] ^= 0xFF
+        files[b"b"].write_bytes(bytes(damaged))
+        assert await disk.open_block(key(2)) is None  # found on its first open
+        assert disk.corrupt == 1 and await disk.get(key(2)) is None
+        opened = await disk.open_block(key(1))
+        assert isinstance(opened, BlockFile) and opened.size == 40_000
+        assert opened.read() == b"a" * 40_000
+        opened.close()
+        again = await disk.open_block(key(1))  # trusted now: not read, not hashed
+        assert isinstance(again, BlockFile) and again.size == 40_000
+        again.close()
+        await disk.delete(key(1))
+        assert await disk.open_block(key(1)) is None
 
     try:
         asyncio.run(go())

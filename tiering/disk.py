@@ -58,6 +58,38 @@ _TAKE_BATCH = 8
 _ROOM_ATTEMPTS = 8  # rounds of evicting the oldest blocks before a write gives up
 
 
+_CHECKED_MAX = 1 << 17  # value files this process has hashed and now trusts (names kept)
+
+
+class BlockFile:
+    """An open value file and the length of the block in it (its trailer excluded). The
+    caller sends from it and closes it."""
+
+    __slots__ = ("file", "size")
+
+    def __init__(self, file: Any, size: int) -> None:
+        self.file = file
+        self.size = size
+
+    def read(self) -> bytes:
+        self.file.seek(0)
+        return bytes(self.file.read(self.size))
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _intact(stored: bytes) -> memoryview | None:
+    """The block in a stored value, if its trailer's hash matches it."""
+    if len(stored) < _HASH.size:
+        return None
+    view = memoryview(stored)
+    (expected,) = _HASH.unpack(view[-_HASH.size :])
+    if expected != xxhash.xxh3_64_intdigest(view[: -_HASH.size]):
+        return None
+    return view[: -_HASH.size]
+
+
 class DiskTier:
     """Blocks (and object metadata) on local disk."""
 
@@ -90,26 +122,39 @@ class DiskTier:
         self.evictions = 0
         self.corrupt = 0
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3tier-disk")
+        self._checked: set[str] = set()  # names of value files hashed by this process
         self.errors = 0
 
     async def get(self, key: Hashable) -> bytes | None:
         data: bytes | None = await self._run(self._load, key)
-        if data is None:
+        return data if await self._count_read(key, data) else None
+
+    async def open_block(self, key: Hashable) -> BlockFile | bytes | None:
+        """The block as an open file to send without copying it through Python (bytes if it
+        is stored inline), or None. Checked like `get` the first time this process opens
+        that file; afterwards the file is trusted (see `_open_checked`)."""
+        found: BlockFile | bytes | None = await self._run(self._open_checked, key)
+        return found if await self._count_read(key, found) else None
+
+    async def _count_read(self, key: Hashable, found: BlockFile | bytes | None) -> bool:
+        """The policy's side of a read; whether it was a hit."""
+        if found is None:
             self._policy.remove(key)  # another worker may have evicted it: nothing to count
             self._policy.access(key, 0, 0.0)
-            return None
-        if data is CORRUPT:
+            return False
+        if found is CORRUPT:
             self.corrupt += 1
             self._policy.remove(key)
             log.warning("disk tier: dropped a corrupt block (checksum or length mismatch)")
-            return None
+            return False
+        size = found.size if isinstance(found, BlockFile) else len(found)
         if key not in self._policy:
             # Stored before a restart or by another worker: learn it. The block itself, if the
             # policy turns it away, stays: it is charged, and another worker may hold it.
-            evicted = self._fit_policy() + self._policy.admit(key, len(data), 0.0)
+            evicted = self._fit_policy() + self._policy.admit(key, size, 0.0)
             await self._evict([gone for gone in evicted if gone != key])
-        self._policy.access(key, len(data), 0.0)
-        return data
+        self._policy.access(key, size, 0.0)
+        return True
 
     async def put(self, key: Hashable, value: bytes) -> bool:
         evicted = self._fit_policy() + self._policy.admit(key, len(value), 0.0)
@@ -160,17 +205,44 @@ class DiskTier:
             return None
         with handle:
             stored = handle.read()
-        if len(stored) < _HASH.size:
-            self._take([key])
-            return CORRUPT
-        view = memoryview(stored)
-        (expected,) = _HASH.unpack(view[-_HASH.size :])
-        if expected != xxhash.xxh3_64_intdigest(view[: -_HASH.size]):
+        block = _intact(stored)
+        if block is None:
             self._take([key])
             return CORRUPT
         # The only copy made on a read: bytes without the trailer. (A file read into a
         # bytearray would save it, but diskcache and the tiers want bytes.)
-        return view[: -_HASH.size].tobytes()
+        return block.tobytes()
+
+    def _open_checked(self, key: Hashable) -> BlockFile | bytes | None:
+        # Zero-copy sends cannot hash what they send, so each value file is hashed the first
+        # time this process opens it and trusted from then on: a block is immutable (its key
+        # names one version), and a file is never rewritten in place, only replaced by one
+        # with a new name. A byte flipped on disk while the process runs is found after its
+        # next restart, not at once: the price of not reading the block into Python.
+        handle = self._cache.get(key, read=True)
+        if handle is None:
+            return None
+        name = getattr(handle, "name", None)
+        if not isinstance(name, str):  # stored inline, not as a file: nothing to send from
+            handle.close()
+            return self._load(key)
+        try:
+            size = os.fstat(handle.fileno()).st_size - _HASH.size
+            if name not in self._checked:
+                block = _intact(handle.read())
+                if block is None:
+                    handle.close()
+                    self._take([key])
+                    return CORRUPT
+                if len(self._checked) >= _CHECKED_MAX:
+                    self._checked.clear()  # only costs a second check of each file
+                self._checked.add(name)
+            else:  # start the page cache's read-ahead now, off the loop that will send it
+                os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_WILLNEED)
+        except BaseException:
+            handle.close()
+            raise
+        return BlockFile(handle, size)
 
     # -- the budget (on the thread pool) ----------------------------------------------------
 
