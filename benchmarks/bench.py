@@ -66,7 +66,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument(
         "--workloads",
         default=env("BENCH_WORKLOADS") or ",".join(WORKLOADS),
-        help="comma-separated subset of W1..W7 [env BENCH_WORKLOADS]",
+        help=f"comma-separated subset of {','.join(WORKLOADS)} [env BENCH_WORKLOADS]",
     )
     parser.add_argument(
         "--workers",
@@ -100,7 +100,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         help="run nothing: write the markdown and plots again from a results.json",
     )
     args = parser.parse_args(argv)
-    args.workloads = [w.strip().upper() for w in args.workloads.split(",") if w.strip()]
+    ids = {w.upper(): w for w in WORKLOADS}  # w1s, W1S and W1s all name W1s
+    args.workloads = [ids.get(w.strip().upper(), w.strip()) for w in args.workloads.split(",")]
+    args.workloads = [w for w in args.workloads if w]
     unknown = sorted(set(args.workloads) - set(WORKLOADS))
     if unknown:
         parser.error(f"unknown workloads {unknown}; choose from {list(WORKLOADS)}")

@@ -3,8 +3,10 @@
 --   wrk -t2 -c64 -d10s -s benchmarks/keys.lua http://127.0.0.1:8080 -- KEYFILE THREADS
 --
 -- KEYFILE has one request a line: a path, optionally followed by a tab and a Range value
--- ("bytes=0-65535"). Requests are formatted once, in init(); thread i starts at offset
--- i * n / THREADS so the threads do not march in step over the same keys.
+-- ("bytes=0-65535", or nothing), then optionally more tab-separated "Name: value" headers
+-- (W1s: a SigV4 signature made in advance, Host included). Requests are formatted once, in
+-- init(); thread i starts at offset i * n / THREADS so the threads do not march in step over
+-- the same keys.
 
 local threads = {}
 
@@ -19,13 +21,17 @@ local position = 0
 function init(args)
   local keyfile, nthreads = args[1], tonumber(args[2] or "1")
   for line in io.lines(keyfile) do
-    local path, range = line:match("^([^\t]+)\t?(.*)$")
+    local path, rest = line:match("^([^\t]+)\t?(.*)$")
     if path then
+      local range, extra = rest:match("^([^\t]*)\t?(.*)$")
+      local headers = {}
       if range ~= "" then
-        requests[#requests + 1] = wrk.format("GET", path, { Range = range })
-      else
-        requests[#requests + 1] = wrk.format("GET", path)
+        headers["Range"] = range
       end
+      for name, value in extra:gmatch("([^\t:]+): ([^\t]*)") do
+        headers[name] = value
+      end
+      requests[#requests + 1] = wrk.format("GET", path, headers)
     end
   end
   if #requests == 0 then

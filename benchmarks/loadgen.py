@@ -27,13 +27,19 @@ class LoadError(RuntimeError):
 
 @dataclass(frozen=True, slots=True)
 class Req:
-    """One request of a key list: a path, and a Range value or nothing."""
+    """One request of a key list: a path, a Range value or nothing, and any other headers
+    (W1s: a SigV4 signature made in advance)."""
 
     path: str
     range: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
 
     def line(self) -> str:
-        return self.path if self.range is None else f"{self.path}\t{self.range}"
+        """`path[\trange[\tName: value]...]`, as keys.lua reads it."""
+        if not self.headers:
+            return self.path if self.range is None else f"{self.path}\t{self.range}"
+        fields = [self.path, self.range or "", *(f"{n}: {v}" for n, v in self.headers)]
+        return "\t".join(fields)
 
 
 def write_keyfile(path: Path, requests: Sequence[Req]) -> Path:
@@ -79,7 +85,9 @@ class Fetched:
 
 
 async def fetch_one(session: aiohttp.ClientSession, url: str, req: Req) -> Fetched:
-    headers = {} if req.range is None else {"Range": req.range}
+    headers = dict(req.headers)
+    if req.range is not None:
+        headers["Range"] = req.range
     started = time.perf_counter()
     async with session.get(url + req.path, headers=headers) as answer:
         first = await answer.content.readany()

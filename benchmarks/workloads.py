@@ -1,4 +1,5 @@
-"""The seven workloads of issue 6 §2, each run against s3tier and nginx in the same session.
+"""The seven workloads of issue 6 §2, and W1s of issue 11 (W1 with every request verified),
+each run against s3tier and nginx in the same session.
 
 Every workload seeds its own objects, starts both servers fresh with its budgets, warms
 them where it measures hits, and returns, per server, one record per repetition. The keys a
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import datetime
 import itertools
 import math
 import random
@@ -19,6 +21,7 @@ from typing import Any
 
 import loadgen
 import seed
+import signed
 from loadgen import Fetched, Req, check, write_keyfile
 from rig import (
     Rig,
@@ -178,9 +181,11 @@ def _hot(
     flags: Sequence[str],
     connections: int,
     warm_concurrency: int,
+    reqs: Sequence[Req] | None = None,
 ) -> tuple[Runs, dict[str, Any]]:
-    """W1–W3: warm both servers, then wrk over the key list, servers interleaved."""
-    reqs = [Req(o.path) for o in objects]
+    """W1–W3: warm both servers, then wrk over the key list (by default a plain GET of each
+    object), servers interleaved."""
+    reqs = reqs if reqs is not None else [Req(o.path) for o in objects]
     sizes = [o.size for o in objects]
     keyfile = write_keyfile(rig.scratch / f"{wid}.keys", reqs)
     runs: Runs = {}
@@ -214,6 +219,31 @@ def w1(rig: Rig, plan: Plan) -> dict[str, Any]:
         "seed_s": seeded,
     }
     return _result("4 KiB objects, hot set in RAM", params, runs, warm_statuses=warm)
+
+
+def w1s(rig: Rig, plan: Plan) -> dict[str, Any]:
+    """W1 with s3tier under `--auth sigv4`: each request carries a SigV4 signature (made in
+    advance, `benchmarks/signed.py`) that s3tier verifies; nginx gets the same bytes and
+    verifies nothing."""
+    objects = [Obj(f"w1s/{i:05d}", 4 * KIB) for i in range(plan.w1_objects)]
+    seeded = _seeded(rig, objects)
+    # Signed now, so the whole workload runs well inside the 15-minute skew allowance.
+    reqs = signed.signed_gets([o.path for o in objects], datetime.datetime.now(datetime.UTC))
+    keys = signed.keyring_file(rig.scratch)
+    # After S3Tier's own `--auth none`: the last flag wins.
+    flags = ["--ram-bytes", "256MiB", "--auth", "sigv4", "--credentials-file", str(keys)]
+    flags += ["--region", signed.REGION]
+    runs, warm = _hot(rig, plan, "W1s", objects, flags, 64, warm_concurrency=16, reqs=reqs)
+    params = {
+        "objects": len(objects),
+        "object_bytes": 4 * KIB,
+        "s3tier_flags": flags,
+        "signed_headers": "host;amz-sdk-invocation-id;amz-sdk-request;x-amz-content-sha256;"
+        "x-amz-date",
+        "wrk_connections": 64,
+        "seed_s": seeded,
+    }
+    return _result("4 KiB objects, hot set in RAM, SigV4-signed", params, runs, warm_statuses=warm)
 
 
 def w2(rig: Rig, plan: Plan) -> dict[str, Any]:
@@ -578,4 +608,4 @@ def _size(n: int) -> str:
     return f"{n} B"
 
 
-WORKLOADS = {"W1": w1, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6, "W7": w7}
+WORKLOADS = {"W1": w1, "W1s": w1s, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6, "W7": w7}

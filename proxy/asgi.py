@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
 Scope = MutableMapping[str, Any]
@@ -27,7 +27,7 @@ async def chunk(send: Send, body: bytes | memoryview, more: bool = True) -> None
     await send({"type": "http.response.body", "body": body, "more_body": more})
 
 
-def header_map(scope_headers: Headers) -> dict[str, str]:
+def header_map(scope_headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:
     """Request headers by lower-case name; repeated ones joined with commas (RFC 9110 §5.3)."""
     out: dict[str, str] = {}
     for raw_name, raw_value in scope_headers:

@@ -17,7 +17,8 @@ Pure: no I/O, and the clock is passed in. Both S3 forms are verified, the Author
       AccessDenied                       presigned: "Request has expired" / "is not yet valid"
 
 The time is looked at last, so a request with a bad signature learns nothing about it.
-Secrets never reach a message or a repr.
+Secrets never reach a message or a repr. Each keyring keeps the signing keys it derived
+(`proxy.canonical.SigningKeys`), so a request costs one SHA-256 and one HMAC, not five HMACs.
 """
 
 from __future__ import annotations
@@ -33,11 +34,11 @@ from proxy.canonical import (
     V2,
     Claim,
     QueryPairs,
+    SigningKeys,
     canonical_query,
     canonical_request,
     canonical_uris,
     signature,
-    signing_key,
     split_query,
     string_to_sign,
 )
@@ -102,12 +103,13 @@ class Verified:
 
 
 class Keyring:
-    """Access key -> Principal."""
+    """Access key -> Principal, and the signing keys derived from their secrets."""
 
-    __slots__ = ("_principals",)
+    __slots__ = ("_principals", "signing_keys")
 
     def __init__(self, principals: Iterable[Principal]) -> None:
         self._principals: dict[str, Principal] = {}
+        self.signing_keys = SigningKeys()
         for principal in principals:
             if principal.access_key in self._principals:
                 raise ValueError(f"access key {principal.access_key} is listed twice")
@@ -201,7 +203,8 @@ def verify(
         raise InvalidAccessKeyId(AWSAccessKeyId=claim.credential.access_key)
     _check_all_signed(claim, headers)
     cred = claim.credential
-    key = signing_key(principal.secret_key, cred.date, cred.region)
+    keys = keyring.signing_keys
+    key = keys.get(principal.access_key, principal.secret_key, cred.date, cred.region)
     _check_signature(claim, key, method, raw_path, query, headers)
     _check_time(claim, now)
     seed = claim.signature.lower()  # aws-chunked chunk signatures chain from it
@@ -252,35 +255,42 @@ def _check_signature(
     query: QueryPairs,
     headers: Mapping[str, str],
 ) -> None:
-    mismatch = SignatureDoesNotMatch(AWSAccessKeyId=claim.credential.access_key)
+    access_key = claim.credential.access_key
     if any(name not in headers for name in claim.signed_headers):
-        raise mismatch  # a header listed in SignedHeaders is not in the request
+        # A header listed in SignedHeaders is not in the request.
+        raise SignatureDoesNotMatch(AWSAccessKeyId=access_key)
     signed = [(name, headers[name]) for name in claim.signed_headers]
     canonical_q = canonical_query(query, SIGNATURE_PARAM if claim.presigned else frozenset())
-    attempts = []
-    for uri in canonical_uris(raw_path):
-        request = canonical_request(method, uri, canonical_q, signed, claim.payload_hash)
-        attempts.append((request, string_to_sign(claim.amz_date, claim.credential.scope, request)))
     provided = claim.signature.lower().encode("utf-8", errors="replace")
-    if any(hmac.compare_digest(signature(key, text).encode(), provided) for _, text in attempts):
-        return
+    scope = claim.credential.scope
+    first: tuple[str, str] | None = None
+    for uri in canonical_uris(raw_path):  # one URI unless the path has escapes
+        request = canonical_request(method, uri, canonical_q, signed, claim.payload_hash)
+        text = string_to_sign(claim.amz_date, scope, request)
+        if hmac.compare_digest(signature(key, text).encode(), provided):
+            return
+        first = first or (request, text)
+    assert first is not None  # canonical_uris is never empty
     # Like S3, say what was signed here, so a client can compare its own strings with ours.
-    request, text = attempts[0]
-    mismatch.fields |= {"SignatureProvided": claim.signature, "StringToSign": text}
-    mismatch.fields["CanonicalRequest"] = request
-    raise mismatch
+    request, text = first
+    raise SignatureDoesNotMatch(
+        AWSAccessKeyId=access_key,
+        SignatureProvided=claim.signature,
+        StringToSign=text,
+        CanonicalRequest=request,
+    )
 
 
 def _check_time(claim: Claim, now: float) -> None:
-    server_time = _iso(now)
     if claim.expires_s is None:
         if abs(now - claim.signed_at) > MAX_SKEW_S:
             raise RequestTimeTooSkewed(
                 RequestTime=claim.amz_date,
-                ServerTime=server_time,
+                ServerTime=_iso(now),
                 MaxAllowedSkewMilliseconds=str(MAX_SKEW_S * 1000),
             )
         return
+    server_time = _iso(now)
     # A presigned URL is valid from X-Amz-Date (give or take the skew) for X-Amz-Expires seconds;
     # X-Amz-Expires=0 parses but is never valid.
     if claim.signed_at - now > MAX_SKEW_S:

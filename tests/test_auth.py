@@ -28,6 +28,7 @@ from botocore.config import Config
 from botocore.credentials import Credentials
 
 from proxy.auth import Grant, Keyring, Principal, Verified, verify
+from proxy.canonical import amz_time
 from proxy.errors import S3Error
 from tests.harness import sign_as_of
 
@@ -743,3 +744,33 @@ def test_secrets_stay_out_of_reprs() -> None:
     assert SECRET not in repr(principal)
     assert SECRET not in repr(Keyring([principal]))
     assert "AK" in repr(principal)
+
+
+@pytest.mark.parametrize(
+    ("text", "posix"),
+    [
+        ("20261126T120000Z", NOW),
+        ("20240229T235959Z", datetime.datetime(2024, 2, 29, 23, 59, 59, tzinfo=datetime.UTC)
+         .timestamp()),
+        ("20230229T000000Z", None),  # not a leap year
+        ("20261126T120060Z", None),  # no leap seconds
+        ("20261126T240000Z", None),
+        ("20261301T000000Z", None),
+        ("00000101T000000Z", None),
+        ("20261126T120000", None),
+        ("2026-11-26T12:00:00Z", None),
+        ("\uff12\uff10\uff12\uff161126T120000Z", None),  # fullwidth digits: not ASCII ones
+    ],
+)  # fmt: skip
+def test_an_amz_date_is_read_only_when_it_names_a_real_moment(
+    text: str, posix: float | None
+) -> None:
+    assert amz_time(text) == posix
+
+
+def test_signing_keys_are_kept_per_keyring_and_give_the_same_answers() -> None:
+    keyring = Keyring.from_mapping([{"access_key": ACCESS_KEY, "secret_key": SECRET_KEY}])
+    first, again = HEADER.verify(keyring=keyring), HEADER.verify(keyring=keyring)
+    assert first.signing_key == again.signing_key
+    assert len(keyring.signing_keys) == 1
+    assert SECRET_KEY not in repr(keyring)

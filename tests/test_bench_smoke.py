@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 BENCH = ROOT / "benchmarks" / "bench.py"
 PEER = ROOT.parent / "shared" / "peers" / "nginx-proxy-cache.conf"
-WORKLOADS = ("W1", "W2", "W3", "W4", "W5", "W6", "W7")
+WORKLOADS = ("W1", "W1s", "W2", "W3", "W4", "W5", "W6", "W7")
 SERVERS = ("s3tier", "nginx")
 APT = "apt-get install -y nginx wrk"
 
