@@ -3,8 +3,9 @@ whose blocks are all in RAM, answered from the HTTP protocol itself, before any 
 task or coroutine exists.
 
 A request qualifies only when the full read path would give exactly the same answer: no
-conditional or checksum headers, at most one Range, no query but `x-id`, no body, keep-alive,
-`--auth none`, and metadata and blocks fresh in RAM. Every other request, and every header
+conditional headers, at most one Range, no query but `x-id`, no body, keep-alive,
+metadata and blocks fresh in RAM, and under `--auth sigv4` a header-signed request that
+verifies and may read the key (`proxy/fastauth.py`). Every other request, and every header
 this module does not know to be neutral, takes the full path (`proxy/app.py`), which also
 produces every error: the checks here only ever decline, they never refuse.
 
@@ -17,7 +18,9 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
+from proxy.auth import Keyring
 from proxy.errors import S3Error, new_host_id_bytes, new_request_id_bytes
+from proxy.fastauth import fast_verify
 from proxy.objects import SHORT_RESPONSE_BLOCKS
 from proxy.ranges import RangeNotSatisfiable, parse_range
 from proxy.s3request import (
@@ -33,8 +36,9 @@ from tiering.metrics import Metrics
 from tiering.parts import Span
 from tiering.readthrough import ReadThrough, Source
 
-# Request headers that never change what GET/HEAD object answers (with --auth none, the
-# signature headers are not read at all). Anything else declines the fast path.
+# Request headers that never change what GET/HEAD object answers (the signature headers are
+# read by `fast_verify` under --auth sigv4, and not at all under --auth none). Range and
+# x-amz-checksum-mode are read below; anything else declines the fast path.
 NEUTRAL_HEADERS = frozenset(
     {
         b"host",
@@ -66,13 +70,17 @@ class FastPath:
         readthrough: ReadThrough,
         base_domain: str,
         metrics: Metrics | None,
+        keyring: Keyring | None = None,
+        region: str = "us-east-1",
         clock: Callable[[], float] = time.perf_counter,
     ) -> None:
+        self._keyring = keyring  # None: --auth none
+        self._region = region
         self._rt = readthrough
         self._base_domain = base_domain
         self._metrics = metrics
         self._clock = clock
-        self._heads: dict[ObjectId, tuple[ObjectMeta, tuple[bytes, bytes]]] = {}
+        self._heads: dict[ObjectId, tuple[ObjectMeta, tuple[bytes, bytes, bytes]]] = {}
         self._addresses: dict[tuple[bytes, bytes], ObjectId | None] = {}
 
     def answer(
@@ -85,16 +93,21 @@ class FastPath:
         request = neutral_request(headers)
         if request is None:
             return None
-        host, range_header = request
+        host, range_header, want_checksums = request
         obj = self._resolved(url, host)
         if obj is None:
+            return None
+        keyring = self._keyring
+        if keyring is not None and not fast_verify(
+            method, url, headers, keyring, self._region, obj.bucket, obj.key, time.time()
+        ):
             return None
         if range_header is not None:
             if not is_get:
                 return None
             wire = self._ranged(obj, range_header)
         else:
-            wire = self._whole(obj, is_get)
+            wire = self._whole(obj, is_get, want_checksums)
         if wire is None:
             return None
         wire[1:1] = [
@@ -110,12 +123,15 @@ class FastPath:
             self._metrics.hits.add(OPERATIONS[method], self._clock() - started)
         return wire
 
-    def _whole(self, obj: ObjectId, is_get: bool) -> Wire | None:
+    def _whole(self, obj: ObjectId, is_get: bool, want_checksums: bool) -> Wire | None:
         found = self._rt.hot(obj, is_get)
         if found is None:
             return None
         meta, body = found
-        wire: Wire = [self._rendered(obj, meta)[1]]
+        if want_checksums and meta.checksums is None:
+            return None  # the full path looks them up (every boto3 GET asks for them)
+        rendered = self._rendered(obj, meta)
+        wire: Wire = [rendered[2] if want_checksums else rendered[1]]
         if is_get and body:
             wire.append(body)
             self._rt.account(Source.RAM, len(body))
@@ -178,15 +194,17 @@ class FastPath:
             return None
         return ObjectId(bucket, key)
 
-    def _rendered(self, obj: ObjectId, meta: ObjectMeta) -> tuple[bytes, bytes]:
-        """The object's header lines, and the whole 200 head up to Date and ids.
+    def _rendered(self, obj: ObjectId, meta: ObjectMeta) -> tuple[bytes, bytes, bytes]:
+        """The object's header lines, and the whole object's 200 head up to Date and ids,
+        without and with its checksums (S3 sends them only when asked, and only for the whole
+        object, as `objects.response_headers` does).
 
         A HEAD's head is a GET's (RFC 9110 §9.3.2). Kept by metadata identity, not ETag: an
         in-place copy can change an object's headers and keep its ETag."""
         kept = self._heads.get(obj)
         if kept is not None and kept[0] is meta:
             return kept[1]
-        rendered = render_fields(meta), render_head(meta)
+        rendered = render_fields(meta), render_head(meta, False), render_head(meta, True)
         if len(self._heads) >= MAX_HEADS:
             self._heads.clear()
         self._heads[obj] = (meta, rendered)
@@ -195,34 +213,40 @@ class FastPath:
 
 def neutral_request(
     headers: Sequence[tuple[bytes, bytes]],
-) -> tuple[bytes, bytes | None] | None:
-    """The Host and Range of a request whose every other header is neutral and whose header
-    section the full path would accept (one valid Host, one Range at most, within S3's size
-    limit); else None."""
-    host = range_header = None
+) -> tuple[bytes, bytes | None, bool] | None:
+    """The Host, the Range and whether checksums are asked for, of a request whose every other
+    header is neutral and whose header section the full path would accept (one valid Host, one
+    Range and one checksum mode at most, within S3's size limit); else None."""
+    host = range_header = checksum_mode = None
     size = 0
     for name, value in headers:
         size += len(name) + len(value) + 4
-        if name not in NEUTRAL_HEADERS:
-            if name != b"range" or range_header is not None:
-                return None
+        if name in NEUTRAL_HEADERS:
+            if name == b"host":
+                if host is not None:
+                    return None
+                host = value
+        elif name == b"range" and range_header is None:
             range_header = value
-        elif name == b"host":
-            if host is not None:
-                return None
-            host = value
+        elif name == b"x-amz-checksum-mode" and checksum_mode is None:
+            checksum_mode = value
+        else:
+            return None
     if host is None or size > HEADER_SECTION_LIMIT or not host_is_valid(host):
         return None
-    return host, range_header
+    return host, range_header, checksum_mode is not None and checksum_mode.upper() == b"ENABLED"
 
 
 def render_fields(meta: ObjectMeta) -> bytes:
     return b"".join(name + b": " + value + b"\r\n" for name, value in meta.headers)
 
 
-def render_head(meta: ObjectMeta) -> bytes:
+def render_head(meta: ObjectMeta, with_checksums: bool) -> bytes:
     """Status line and headers of a 200 for the whole object, as `objects.response_headers`
     renders them, up to the per-request Date and ids (appended by the caller)."""
+    fields = render_fields(meta)
+    if with_checksums and meta.checksums:
+        fields += b"".join(name + b": " + value + b"\r\n" for name, value in meta.checksums)
     return b"HTTP/1.1 200 OK\r\n%scontent-length: %d\r\nx-cache-status: HIT-RAM\r\n" % (
-        render_fields(meta), meta.size,
+        fields, meta.size,
     )  # fmt: skip

@@ -112,10 +112,8 @@ class S3Tier:
             ),
         )
         self._readthrough = readthrough
-        if self._keyring is None:
-            # Under --auth sigv4 every request is verified first: the full path does that.
-            fast = FastPath(readthrough, s.base_domain, self._metrics)
-            httpserver.install_fast_path(fast.answer)
+        fast = FastPath(readthrough, s.base_domain, self._metrics, self._keyring, s.region)
+        httpserver.install_fast_path(fast.answer)
         self._jobs = WarmJobs(lambda b, p: list_prefix(upstream, b, p), readthrough.warm)
         self._sync_task = asyncio.get_running_loop().create_task(self._sync_forever())
         admin = AdminContext(

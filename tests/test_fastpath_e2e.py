@@ -98,7 +98,7 @@ def test_a_range_of_blocks_in_ram_is_answered_by_the_fast_path_as_the_full_path_
         f"bytes={len(body)}-": False,  # unsatisfiable: the full path's 416
     }
     before = fast_answers(server)
-    for header, fast in ranges.items():
+    for header in ranges:
         hit = get(server, path, Range=header)
         full = get(server, path, Range=header, **{"If-Match": etag})
         assert hit[0] == full[0] and without_ids(hit[2]) == without_ids(full[2]), header
@@ -111,6 +111,32 @@ def test_a_range_of_blocks_in_ram_is_answered_by_the_fast_path_as_the_full_path_
     while fast_answers(server) < expected and time.monotonic() < deadline:
         time.sleep(0.2)
     assert fast_answers(server) == expected
+
+
+def test_a_get_asking_for_checksums_as_every_boto3_get_does_is_answered_by_the_fast_path(
+    server: S3TierServer, direct: Any, bucket: str
+) -> None:
+    direct.put_object(
+        Bucket=bucket, Key="summed", Body=b"with a checksum", ChecksumAlgorithm="CRC32"
+    )
+    s3: Any = s3_client(server.url)
+    assert s3.get_object(Bucket=bucket, Key="summed")["ChecksumCRC32"]  # boto3 validated it
+    path = f"/{bucket}/summed"
+    asked = {"X-Amz-Checksum-Mode": "ENABLED"}
+    etag = get(server, path, **asked)[1]["etag"]
+    before = fast_answers(server)
+    for method in ("GET", "HEAD"):
+        hit = get(server, path, method, **asked)
+        full = get(server, path, method, **asked, **{"If-Match": etag})
+        assert hit[1]["x-amz-checksum-crc32"] == full[1]["x-amz-checksum-crc32"]
+        same_but_ids(hit[1], full[1])
+        assert hit[2] == full[2]
+    assert "x-amz-checksum-crc32" not in get(server, path)[1]  # not asked, not sent
+    assert s3.get_object(Bucket=bucket, Key="summed")["Body"].read() == b"with a checksum"
+    deadline = time.monotonic() + 5
+    while fast_answers(server) < before + 4 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert fast_answers(server) == before + 4
 
 
 def test_requests_the_fast_path_cannot_answer_alike_take_the_full_path(

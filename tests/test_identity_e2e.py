@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import http.client
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from tests.harness import S3TierServer, sign_as_of
 
 FULL = ("AKIDFULLACCESS000001", "full-secret-key-0000000000000000000000001")
 READER = ("AKIDREADONLY00000002", "read-secret-key-00000000000000000000000002")
+ADMIN_TOKEN = "admin-token-for-tests"
 
 
 def client(server: S3TierServer, key: tuple[str, str], **config: Any) -> Any:
@@ -51,8 +53,9 @@ def secured(tmp_path_factory: pytest.TempPathFactory, shim: Any, moto: Any) -> A
     credentials = workdir / "keys.json"
     credentials.write_text(json.dumps(keys))
     server = S3TierServer(
-        workdir, shim.url, "--auth", "sigv4", "--credentials-file", str(credentials)
-    )
+        workdir, shim.url, "--auth", "sigv4", "--credentials-file", str(credentials),
+        "--admin-token", ADMIN_TOKEN,
+    )  # fmt: skip
     server.start()
     yield server
     server.stop()
@@ -172,6 +175,39 @@ def test_a_principal_without_access_is_denied_even_when_the_object_is_in_ram(
         reader.put_object(Bucket=bucket, Key="public/new", Body=b"no writes")
     full.put_object(Bucket=bucket, Key="public/ok", Body=b"readable")
     assert reader.get_object(Bucket=bucket, Key="public/ok")["Body"].read() == b"readable"
+
+
+def fast_answers(server: S3TierServer) -> float:
+    metrics = requests.get(
+        f"{server.url}/_s3tier/metrics", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    ).text
+    found = [
+        line for line in metrics.splitlines() if line.startswith("s3tier_fast_path_answers_total ")
+    ]
+    return float(found[0].split()[1]) if found else 0.0
+
+
+def test_signed_ram_hits_are_answered_by_the_fast_path_and_refusals_by_the_full_path(
+    secured: S3TierServer, bucket: str
+) -> None:
+    full, reader = client(secured, FULL), client(secured, READER)
+    full.put_object(Bucket=bucket, Key="public/fast", Body=b"answered at once")
+    full.put_object(Bucket=bucket, Key="private/fast", Body=b"not for readers")
+    full.get_object(Bucket=bucket, Key="public/fast")
+    full.get_object(Bucket=bucket, Key="private/fast")
+    time.sleep(1.2)  # the fast path's tally reaches the metrics once a second
+    before = fast_answers(secured)
+    for _ in range(3):
+        got = reader.get_object(Bucket=bucket, Key="public/fast")
+        assert got["Body"].read() == b"answered at once"
+        assert got["ResponseMetadata"]["HTTPHeaders"]["x-cache-status"] == "HIT-RAM"
+    with pytest.raises(reader.exceptions.ClientError) as refused:
+        reader.get_object(Bucket=bucket, Key="private/fast")
+    assert refused.value.response["Error"]["Code"] == "AccessDenied"
+    unsigned = requests.get(f"{secured.url}/{bucket}/public/fast")
+    assert (unsigned.status_code, error_code(unsigned)) == (403, "AccessDenied")
+    time.sleep(1.2)
+    assert fast_answers(secured) == before + 3
 
 
 def test_without_a_credentials_file_the_proxys_own_key_is_the_client_key(
