@@ -23,8 +23,6 @@ from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field, replace
 from typing import Any, NoReturn
 
-from proxy.errors import UpstreamAnswer
-from proxy.s3request import object_path
 from tiering.blocks import BlockKey, ObjectId, block_count, expected_length
 from tiering.disk import DiskTier
 from tiering.freshness import FreshnessPolicy, is_fresh
@@ -35,7 +33,14 @@ from tiering.parts import Piece, Span, Touches, part_needed
 from tiering.prefetch import Prefetcher
 from tiering.ram import RamTier
 from tiering.readahead import Budget, ReadAhead, ReadAheadConfig
-from tiering.upstream import Answer, Upstream, UpstreamBroken, UpstreamUnavailable
+from tiering.upstream import (
+    Answer,
+    Upstream,
+    UpstreamAnswer,
+    UpstreamBroken,
+    UpstreamUnavailable,
+    object_path,
+)
 
 log = logging.getLogger("s3tier.readthrough")
 CHECKSUM_MODE = {"x-amz-checksum-mode": "ENABLED"}
