@@ -399,8 +399,7 @@ def flatness(samples: list[Sample], attribute: str, duration_s: float) -> dict[s
         "change": change,
         "ok": bool(first and last)
         and (
-            abs(change) <= FLAT_TOLERANCE
-            or abs(after - before) <= ABSOLUTE_SLACK.get(attribute, 0)
+            abs(change) <= FLAT_TOLERANCE or abs(after - before) <= ABSOLUTE_SLACK.get(attribute, 0)
         ),
     }
 

@@ -364,7 +364,8 @@ def adopt_layout(directory: str, block_size: int) -> bool:
     folder = cache_folder(directory)
     dropped = False
     if recorded != wanted and os.path.exists(os.path.join(folder, "cache.db")) and _ours(folder):
-        aside = f"{folder}.other-layout-{time.time_ns()}"  # unique: an earlier one may still be going
+        # Unique: an earlier folder set aside may still be being removed.
+        aside = f"{folder}.other-layout-{time.time_ns()}"
         log.warning(
             "disk tier: blocks cached with another block size (%s); starting empty",
             (recorded or "unrecorded").strip(),
