@@ -24,15 +24,14 @@ from dataclasses import dataclass, field, replace
 from typing import Any, NoReturn
 
 from tiering.blocks import BlockKey, ObjectId, block_count, expected_length
-from tiering.disk import DiskTier
 from tiering.freshness import FreshnessPolicy, is_fresh
 from tiering.meta import ObjectMeta, content_range_total, md5_matches
 from tiering.metastore import MetaStore
 from tiering.metrics import Sample
 from tiering.parts import Piece, Span, Touches, part_needed
 from tiering.prefetch import Prefetcher
-from tiering.ram import RamTier
 from tiering.readahead import Budget, ReadAhead, ReadAheadConfig
+from tiering.tier import LoopTier, Tier
 from tiering.upstream import (
     Answer,
     Upstream,
@@ -119,8 +118,8 @@ class ReadThrough:
     def __init__(
         self,
         *,
-        ram: RamTier,
-        disk: DiskTier | None,
+        ram: LoopTier,
+        disk: Tier | None,
         metas: MetaStore,
         upstream: Upstream,
         block_size: int,
@@ -153,7 +152,7 @@ class ReadThrough:
             Budget(prefetch.budget_bytes),
             block_size,
             prefetch.footer_suffixes,
-            cached=lambda key: self._ram.contains(key) or key in self._loads,
+            cached=lambda key: self._ram.holds(key) or key in self._loads,
             load=self._prefetch_block,
             spawn=self._spawn,
         )
@@ -431,7 +430,7 @@ class ReadThrough:
             return None
         data = b""
         if with_body and meta.size > 0:
-            if not self._ram.contains(BlockKey(obj.bucket, obj.key, meta.etag, 0)):
+            if not self._ram.holds(BlockKey(obj.bucket, obj.key, meta.etag, 0)):
                 return None  # not counted as a RAM lookup: the full path will make that one
             data = self.cached_block(obj, meta, 0) or b""
         self.counters.hot += 1
@@ -442,8 +441,8 @@ class ReadThrough:
         self.counters.served[SOURCE_NAMES[source]] += sent_bytes
 
     async def sample(self, workers: int = 1) -> Sample:
-        """What the tiers and this orchestrator have counted, for the metrics. The disk tier
-        is shared by all workers, so each reports its share and the sum across them is right."""
+        """What the tiers and this orchestrator have counted, for the metrics. A tier shared
+        by all workers (disk) reports each worker's share, so the sum across them is right."""
         sample = Sample(
             coalesced=self.counters.coalesced,
             fast_answers=self.counters.hot,
@@ -453,20 +452,10 @@ class ReadThrough:
                 "wasted": self.prefetcher.stats.wasted_bytes,
             },
             served_bytes=dict(self.counters.served),
-            admissions={"ram": self._ram.admissions},
-            evictions={"ram": self._ram.evictions},
-            usage_bytes={"ram": self._ram.used_bytes},
-            entries={"ram": len(self._ram)},
-            capacity_bytes={"ram": self._ram.capacity_bytes},
         )
-        if self._disk is not None:
-            used, entries = await self._disk.stats()
-            sample.admissions["disk"] = self._disk.admissions
-            sample.evictions["disk"] = self._disk.evictions
-            sample.usage_bytes["disk"] = used / workers
-            sample.entries["disk"] = entries / workers
-            sample.capacity_bytes["disk"] = self._disk.capacity_bytes / workers
-            sample.disk_errors = {"io": self._disk.errors, "corrupt": self._disk.corrupt}
+        for tier in (self._ram, self._disk):
+            if tier is not None:
+                await _sample_tier(sample, tier, workers if tier.shared else 1)
         return sample
 
     def note_read(
@@ -492,7 +481,7 @@ class ReadThrough:
         lately: then only that part (tiering/parts.py)."""
         key = BlockKey(obj.bucket, obj.key, meta.etag, index)
         span = part_needed(index, self.block_size, meta.size, start, end)
-        held = self._ram.contains(key) or key in self._loads
+        held = self._ram.holds(key) or key in self._loads
         if span is None or held or not self._touched.fresh(key, span):
             block, source = await self.block(obj, meta, index)
             return Piece(index * self.block_size, block), source
@@ -593,7 +582,7 @@ class ReadThrough:
         meta = (await self.resolve(obj, 0, False)).meta
         for index in range(block_count(meta.size, self.block_size)):
             key = BlockKey(obj.bucket, obj.key, meta.etag, index)
-            if self._ram.contains(key):
+            if self._ram.holds(key):
                 continue
             if into_ram or self._disk is None:
                 await self._block(obj, meta, key)
@@ -702,3 +691,13 @@ class ReadThrough:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+async def _sample_tier(sample: Sample, tier: Tier, share: int) -> None:
+    used, entries = await tier.usage()
+    sample.admissions[tier.name] = tier.admissions
+    sample.evictions[tier.name] = tier.evictions
+    sample.usage_bytes[tier.name] = used / share
+    sample.entries[tier.name] = entries / share
+    sample.capacity_bytes[tier.name] = tier.capacity_bytes / share
+    sample.disk_errors.update(tier.faults())
