@@ -216,6 +216,6 @@ def new_session(connect_timeout_s: float, read_timeout_s: float) -> aiohttp.Clie
     # aiohttp resends a PUT or DELETE once when a reused connection fails (RFC 9112 allows it
     # for idempotent methods), but a resent conditional write can fail although the first one
     # won. The proxy never retries writes; its reads are retried where that is safe
-    # (ReadThrough._call). There is no public switch: tests/test_faults_upstream.py pins this.
+    # (UpstreamReads._call). There is no public switch: tests/test_faults_upstream.py pins this.
     session._retry_connection = False
     return session
