@@ -1,9 +1,11 @@
 """The read-through orchestrator: the only code that knows the order RAM -> disk -> upstream.
 
-Metadata comes from tiering/resolver.py. Blocks are loaded once however many wait
-(tiering/blockloads.py), from disk or else with a ranged GET pinned by If-Match
-(tiering/upstreamreads.py); what comes from below is admitted upwards, and what RAM evicts is
-demoted to disk. Tier errors are misses (tiering/tier.py).
+A GET descends through it in one line (docs/read-path.md): `stream` resolves the metadata
+(tiering/resolver.py), lets the caller judge the request against it, fetches the first piece
+and hands back a `Body` (tiering/streaming.py) whose chunks come block by block from here.
+Blocks are loaded once however many wait (tiering/blockloads.py), from disk or else with a
+ranged GET pinned by If-Match (tiering/upstreamreads.py); what comes from below is admitted
+upwards, and what RAM evicts is demoted to disk. Tier errors are misses (tiering/tier.py).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from tiering.blockloads import SOURCE_NAMES, BlockLoads, Got, Source
 from tiering.blocks import BlockKey, ObjectId, block_count, expected_length
@@ -18,24 +21,28 @@ from tiering.freshness import FreshnessPolicy
 from tiering.meta import ObjectMeta
 from tiering.metastore import MetaStore
 from tiering.metrics import Sample
-from tiering.parts import Piece, Span, Touches, part_needed
+from tiering.parts import Piece, Span, Touches, needed, part_needed
 from tiering.prefetch import PrefetchConfig, Prefetcher
 from tiering.readahead import Budget, ReadAhead
 from tiering.resolver import Resolved, Resolver, Want
 from tiering.singleflight import Done
+from tiering.streaming import Body
 from tiering.tasks import TaskSet
 from tiering.tier import LoopTier, Tier
 from tiering.upstream import Upstream
 from tiering.upstreamreads import ObjectChanged, RetryConfig, UpstreamReads
 
 __all__ = [
+    "Body",
     "ObjectChanged",
     "PrefetchConfig",
     "ReadThrough",
     "Resolved",
     "RetryConfig",
     "Source",
+    "Want",
 ]
+D = TypeVar("D")
 
 
 @dataclass(slots=True)
@@ -94,7 +101,47 @@ class ReadThrough:
             spawn=self._tasks.spawn,
         )
 
-    # -- metadata ---------------------------------------------------------------------------
+    # -- the read path ----------------------------------------------------------------------
+
+    async def stream(
+        self, obj: ObjectId, want: Want, decide: Callable[[Resolved], tuple[D, Span | None]]
+    ) -> tuple[D, Body | None]:
+        """Resolve the object, let `decide` judge the request against its metadata (raising to
+        refuse it) and name the bytes to send (None: no body), and fetch the first piece of
+        them, so that a failure up to here can still be answered as an error."""
+        try:
+            return await self._open(obj, want, decide)
+        except ObjectChanged:
+            # Replaced between metadata and first block: forget it and decide afresh for the
+            # new version (nothing has been sent).
+            await self.invalidate(obj)
+            return await self._open(obj, want, decide)
+
+    async def _open(
+        self, obj: ObjectId, want: Want, decide: Callable[[Resolved], tuple[D, Span | None]]
+    ) -> tuple[D, Body | None]:
+        resolved = await self._resolver.resolve(obj, want)
+        decision, span = decide(resolved)
+        if span is None:
+            return decision, None
+        first = await self._first_piece(obj, resolved, span.start // self.block_size, span)
+        source = max(resolved.source, first[1])
+        return decision, Body(self, obj, resolved.meta, span, first, source)
+
+    async def _first_piece(
+        self, obj: ObjectId, resolved: Resolved, index: int, span: Span
+    ) -> tuple[Piece, Source]:
+        """What `span` needs of its first block: what came with the metadata, or RAM, or more."""
+        base = index * self.block_size
+        if resolved.first is not None and resolved.first[0] == index:
+            return Piece(base, resolved.first[1]), Source.UPSTREAM
+        need = needed(index, self.block_size, resolved.meta.size, span.start, span.end)
+        if resolved.piece is not None and resolved.piece.covers(need):
+            return resolved.piece, Source.UPSTREAM
+        data = self.cached_block(obj, resolved.meta, index)
+        if data is not None:
+            return Piece(base, data), Source.RAM
+        return await self.part(obj, resolved.meta, index, span.start, span.end)
 
     async def resolve(
         self,
