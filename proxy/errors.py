@@ -15,6 +15,7 @@
      │    │   -- uploads (400) --
      │    └── IncompleteBody, XAmzContentSHA256Mismatch, BadDigest, InvalidDigest
      └── UpstreamAnswer            the upstream's own non-success answer, replayed verbatim
+                                   (raised by the upstream client, tiering/upstream.py)
 
 Upstream answers are not ours to reword: a 404 NoSuchKey or a 403 AccessDenied reaches the
 client byte for byte, so clients see exactly what S3 said.
@@ -32,9 +33,13 @@ from __future__ import annotations
 
 import base64
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from random import getrandbits
 from xml.sax.saxutils import escape
+
+# Raised where the upstream is called (tiering/ imports nothing from proxy/), drawn and
+# answered here with the rest.
+from tiering.upstream import UpstreamAnswer as UpstreamAnswer
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -92,15 +97,6 @@ class ServiceUnavailable(S3Error):
 
 class InternalError(S3Error):
     pass
-
-
-@dataclass(slots=True)
-class UpstreamAnswer(Exception):
-    """A non-success answer from the upstream, kept whole so it can be replayed verbatim."""
-
-    status: int
-    headers: Headers
-    body: bytes = field(default=b"")
 
 
 @dataclass(frozen=True, slots=True)

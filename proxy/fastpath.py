@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 from proxy.auth import Keyring
 from proxy.errors import S3Error, new_host_id_bytes, new_request_id_bytes
 from proxy.fastauth import fast_verify
-from proxy.objects import SHORT_RESPONSE_BLOCKS
 from proxy.ranges import RangeNotSatisfiable, parse_range
 from proxy.s3request import (
     HEADER_SECTION_LIMIT,
@@ -35,6 +34,7 @@ from tiering.meta import ObjectMeta
 from tiering.metrics import Metrics
 from tiering.parts import Span
 from tiering.readthrough import ReadThrough, Source
+from tiering.streaming import SHORT_RESPONSE_BLOCKS
 
 # Request headers that never change what GET/HEAD object answers (the signature headers are
 # read by `fast_verify` under --auth sigv4, and not at all under --auth none). Range and

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from urllib.parse import quote, unquote, unquote_to_bytes
 
 from proxy.errors import InvalidRequest, InvalidURI, MethodNotAllowed, S3Error
+from tiering.upstream import object_path as object_path  # addressing the upstream client owns
 
 # Query parameters that do not change what GET/HEAD object returns. Everything else
 # (versionId, partNumber, response-*, acl, tagging, ...) makes the request a pass-through.
@@ -112,14 +113,6 @@ class S3Request:
     def upstream_path(self) -> str:
         """The path-style path to send upstream, encoded the way SigV4 canonicalises it."""
         return object_path(self.bucket, self.key)
-
-
-def object_path(bucket: str, key: str) -> str:
-    if not bucket:
-        return "/"
-    # SigV4 for S3: every byte but the unreserved set is %-encoded; '/' stays as a separator.
-    encoded_key = quote(key, safe="/~")
-    return f"/{quote(bucket, safe='')}/{encoded_key}" if key or encoded_key else f"/{bucket}"
 
 
 def encode_query(query: tuple[tuple[str, str], ...]) -> str:

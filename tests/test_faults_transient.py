@@ -43,8 +43,8 @@ from tiering.blocks import BlockKey, ObjectId
 from tiering.meta import ObjectMeta
 from tiering.prefetch import Prefetcher, PrefetchStats
 from tiering.readahead import Budget, ReadAhead
-from tiering.readthrough import says_nothing_of_the_object
 from tiering.upstream import UpstreamBroken
+from tiering.upstreamreads import says_nothing_of_the_object
 
 MiB = 1 << 20
 HERD = 20

@@ -63,7 +63,7 @@ def test_objects_are_tracked_separately() -> None:
     assert list(ahead.on_read("b", 100, 199, SIZE, B)) == []
 
 
-# Each read: (start, end, response start, response end), as proxy/objects.py notes a long
+# Each read: (start, end, response start, response end), as tiering/streaming.py notes a long
 # response block by block; the expected blocks prefetched after each.
 RESPONSES = {
     "a whole-object GET reads ahead to the object's end": (

@@ -94,6 +94,7 @@ class DiskTier:
     """Blocks (and object metadata) on local disk."""
 
     name = "disk"
+    shared = True  # one folder and one ledger for every worker process
 
     def __init__(
         self,
@@ -372,10 +373,13 @@ class DiskTier:
             log.warning("disk tier error: %s: %s", type(exc).__name__, exc)
             return None
 
-    async def stats(self) -> tuple[int, int]:
+    async def usage(self) -> tuple[int, int]:
         """(bytes on disk as the budget counts them, entries), for the whole server."""
         entries = await self._run(len, self._cache)
         return self._ledger.charged + self._index_bytes, entries or 0
+
+    def faults(self) -> dict[str, int]:
+        return {"io": self.errors, "corrupt": self.corrupt}
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)

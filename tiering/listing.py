@@ -6,8 +6,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import AsyncIterator
 from urllib.parse import quote
 
-from proxy.errors import UpstreamAnswer
-from tiering.upstream import Upstream
+from tiering.upstream import Upstream, UpstreamAnswer
 
 PAGE_LIMIT_BYTES = 16 << 20
 

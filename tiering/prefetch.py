@@ -18,9 +18,19 @@ from cachetools import LRUCache
 from tiering.blocks import BlockKey, ObjectId, expected_length
 from tiering.meta import ObjectMeta
 from tiering.parts import Span
-from tiering.readahead import Budget, ReadAhead, footer_blocks
+from tiering.readahead import Budget, ReadAhead, ReadAheadConfig, footer_blocks
 
 log = logging.getLogger("s3tier.prefetch")
+
+
+@dataclass(frozen=True, slots=True)
+class PrefetchConfig:
+    """Read-ahead windows, the bytes prefetch may have in flight, and the file suffixes whose
+    footer is fetched on first touch."""
+
+    readahead: ReadAheadConfig = ReadAheadConfig()  # noqa: RUF009 - frozen
+    budget_bytes: int = 64 << 20
+    footer_suffixes: tuple[str, ...] = (".parquet",)
 
 
 @dataclass(slots=True)

@@ -16,6 +16,7 @@ class RamTier:
     """Blocks in process memory, bounded by the sum of their lengths."""
 
     name = "ram"
+    shared = False  # each worker process has its own
 
     def __init__(self, max_bytes: int, policy: Policy | None = None) -> None:
         self._policy = policy if policy is not None else TinyLFUPolicy(max_bytes)
@@ -30,7 +31,7 @@ class RamTier:
         self._policy.access(key, len(data) if data is not None else 0, 0.0)
         return data
 
-    def contains(self, key: Hashable) -> bool:
+    def holds(self, key: Hashable) -> bool:
         """Whether the key is resident, without counting as a request (for prefetch checks)."""
         return key in self._data
 
@@ -66,6 +67,12 @@ class RamTier:
     @property
     def used_bytes(self) -> int:
         return int(self._policy.used_bytes)
+
+    async def usage(self) -> tuple[int, int]:
+        return self.used_bytes, len(self._data)
+
+    def faults(self) -> dict[str, int]:
+        return {}  # memory does not fail a lookup
 
     def __len__(self) -> int:
         return len(self._data)

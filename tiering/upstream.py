@@ -5,7 +5,8 @@ aiohttp rather than httpx, for two measured reasons (docs/upstream-client.md): h
 fewer requests per second on this path. The choice stays inside this file.
 
 Third-party exceptions are translated here, once: `UpstreamUnavailable` before an answer
-arrived, `UpstreamBroken` when an answer stopped half-way.
+arrived, `UpstreamBroken` when an answer stopped half-way. `UpstreamAnswer` is the upstream's
+own refusal, kept whole for `proxy/errors.py` to replay verbatim.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from urllib.parse import quote
 
 import aiohttp
 from yarl import URL
@@ -31,6 +33,24 @@ class UpstreamUnavailable(Exception):
 
 class UpstreamBroken(Exception):
     """An answer started but its body did not arrive whole."""
+
+
+@dataclass(slots=True)
+class UpstreamAnswer(Exception):
+    """A non-success answer from the upstream, kept whole so it can be replayed verbatim."""
+
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes = field(default=b"")
+
+
+def object_path(bucket: str, key: str) -> str:
+    """The path-style path of an object, encoded the way SigV4 canonicalises it."""
+    if not bucket:
+        return "/"
+    # SigV4 for S3: every byte but the unreserved set is %-encoded; '/' stays as a separator.
+    encoded_key = quote(key, safe="/~")
+    return f"/{quote(bucket, safe='')}/{encoded_key}" if key or encoded_key else f"/{bucket}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +216,6 @@ def new_session(connect_timeout_s: float, read_timeout_s: float) -> aiohttp.Clie
     # aiohttp resends a PUT or DELETE once when a reused connection fails (RFC 9112 allows it
     # for idempotent methods), but a resent conditional write can fail although the first one
     # won. The proxy never retries writes; its reads are retried where that is safe
-    # (ReadThrough._call). There is no public switch: tests/test_faults_upstream.py pins this.
+    # (UpstreamReads._call). There is no public switch: tests/test_faults_upstream.py pins this.
     session._retry_connection = False
     return session

@@ -1,0 +1,272 @@
+"""Metadata resolution: fresh metadata for an object, from RAM, disk, revalidation, or cold.
+
+A *flight* produces metadata once however many requests wait for it (tiering/singleflight.py):
+a fill (disk, revalidation or a cold fetch) or a checksum look-up. A cold GET fetches the first
+block it needs with the metadata, in one round trip; the orchestrator is told of that block
+(`landed`) while the flight still runs, so nobody fetches it again.
+
+Every write through the proxy bumps its key's *generation* (its write epoch, shared by all
+worker processes: `tiering/epochs.py`). A flight that started under an older generation still
+answers the requests waiting for it, but what it found is never remembered, so a fill that
+started before a write cannot land after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import NoReturn
+
+from tiering.blockloads import Source
+from tiering.blocks import ObjectId, expected_length
+from tiering.freshness import FreshnessPolicy, is_fresh
+from tiering.meta import ObjectMeta, content_range_total, md5_matches
+from tiering.metastore import MetaStore
+from tiering.parts import Piece, Span
+from tiering.singleflight import SingleFlight
+from tiering.tasks import TaskSet
+from tiering.upstream import Answer, UpstreamAnswer, UpstreamBroken, UpstreamUnavailable
+from tiering.upstreamreads import UpstreamReads, says_nothing_of_the_object
+
+log = logging.getLogger("s3tier.readthrough")
+
+
+@dataclass(frozen=True, slots=True)
+class Want:
+    """What a request needs resolved: the block a cold GET fetches with the metadata (None:
+    a HEAD, or a suffix range whose start is unknown), the part of it the request needs if
+    not all, and whether the full-object checksums must be known."""
+
+    first_block: int | None
+    checksums: bool = False
+    part: Span | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Resolved:
+    """Usable metadata for an object and how it was obtained."""
+
+    meta: ObjectMeta
+    source: Source
+    revalidated: bool = False
+    stale: bool = False
+    first: tuple[int, bytes] | None = None  # a block fetched along with the metadata
+    piece: Piece | None = None  # or, on a first touch, the part of it the request needed
+
+
+class Resolver:
+    """ObjectId -> Resolved, each fetch or revalidation made once for all who wait."""
+
+    def __init__(
+        self,
+        *,
+        metas: MetaStore,
+        reads: UpstreamReads,
+        block_size: int,
+        freshness: FreshnessPolicy,
+        serve_stale_on_error: bool,
+        tasks: TaskSet,
+        landed: Callable[[ObjectId, Resolved], None],
+        on_join: Callable[[], None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._metas = metas
+        self._reads = reads
+        self._block_size = block_size
+        self._freshness = freshness
+        self._stale_ok = serve_stale_on_error
+        self._spawn = tasks.spawn
+        self._landed = landed
+        self._clock = clock
+        self._epochs = metas.epochs  # write epochs, shared by every worker process
+        self._flights: SingleFlight[tuple[ObjectId, str], Resolved] = SingleFlight(
+            tasks.spawn, on_join
+        )
+
+    async def resolve(self, obj: ObjectId, want: Want) -> Resolved:
+        """Fresh metadata, and with it on a cold GET the block (or part) `want` names."""
+        meta = self._metas.peek(obj)
+        if meta is not None and self.fresh(obj, meta):
+            resolved = Resolved(meta, Source.RAM)
+        else:
+            # No await between the RAM check and joining: a flight that finishes meanwhile
+            # has already put its result in RAM, so nobody fetches the same thing twice.
+            generation = self.generation(obj)
+            resolved = await self._flights.run(
+                (obj, "fill"), lambda: self._fill(obj, meta, want, generation)
+            )
+        if want.checksums and resolved.meta.checksums is None:
+            generation = self.generation(obj)
+            return await self._flights.run(
+                (obj, "checksums"), lambda: self._checksums(obj, resolved, generation)
+            )
+        return resolved
+
+    def fresh(self, obj: ObjectId, meta: ObjectMeta) -> bool:
+        policy = self._freshness.for_key(obj.bucket, obj.key)
+        return is_fresh(policy, meta.validated_at, self._clock())
+
+    def generation(self, obj: ObjectId) -> int:
+        return self._epochs.current(obj)
+
+    def forget(self, obj: ObjectId) -> None:
+        """A write has changed the object: flights under way for it answer only their own."""
+        for kind in ("fill", "checksums"):
+            self._flights.forget((obj, kind))
+
+    async def describe(self, obj: ObjectId) -> ObjectMeta | None:
+        """What the upstream says of the object now (a HEAD), or None if it has no such object."""
+        answer = await self._reads.head(obj)
+        return self._meta_from_head(answer) if answer.status == 200 else None
+
+    async def _fill(
+        self, obj: ObjectId, meta: ObjectMeta | None, want: Want, generation: int
+    ) -> Resolved:
+        """Metadata that RAM could not give: from disk, by revalidation, or cold."""
+        if meta is None:
+            meta = await self._metas.load(obj)
+            if meta is not None and self.fresh(obj, meta):
+                return Resolved(meta, Source.DISK)
+        if meta is not None:
+            return await self._revalidate(obj, meta, want.first_block, generation)
+        return await self._cold(obj, want, generation)
+
+    async def _cold(self, obj: ObjectId, want: Want, generation: int) -> Resolved:
+        if want.first_block is None:
+            return await self._from_head(obj, generation)
+        # S3 sends full-object checksums only to a whole GET or a HEAD; ask in parallel so a
+        # cold miss still costs one round trip of latency.
+        head = self._spawn(self._reads.head(obj)) if want.checksums else None
+        try:
+            # Nobody has touched a block of an unknown object: fetch only what is needed.
+            span = want.part if want.part is not None else self._block(want.first_block)
+            answer = await self._reads.get(obj, span)
+            return await self._accept(obj, answer, want.first_block, generation, head, want.part)
+        finally:
+            if head is not None:
+                head.cancel()
+
+    async def _revalidate(
+        self, obj: ObjectId, meta: ObjectMeta, first_block: int | None, generation: int
+    ) -> Resolved:
+        """A request conditional on the cached ETag: 304 keeps the entry (RFC 9110 §13.1.2).
+        No usable answer (unreachable, a broken body or a 5xx, after the retries) keeps it too,
+        for the next revalidation; with --serve-stale-on-error it is served meanwhile, as STALE
+        (the stale-if-error of RFC 5861 §4)."""
+        try:
+            answer = await self._ask_again(obj, meta, first_block)
+        except (UpstreamUnavailable, UpstreamBroken) as exc:
+            if self._stale_ok:
+                return self._stale(obj, meta, str(exc))
+            raise
+        if answer.status == 304:
+            return self._keep(obj, meta, generation)
+        if says_nothing_of_the_object(answer.status) and self._stale_ok:
+            return self._stale(obj, meta, f"status {answer.status}")
+        if first_block is None:
+            return await self._described(obj, answer, generation)
+        return await self._accept(obj, answer, first_block, generation, None)
+
+    async def _ask_again(self, obj: ObjectId, meta: ObjectMeta, first_block: int | None) -> Answer:
+        if first_block is None:
+            return await self._reads.head(obj, meta.etag)
+        return await self._reads.get(
+            obj, self._block(first_block), extra={"if-none-match": meta.etag}
+        )
+
+    def _stale(self, obj: ObjectId, meta: ObjectMeta, why: str) -> Resolved:
+        log.warning("revalidation of %s/%s failed (%s), serving stale", obj.bucket, obj.key, why)
+        return Resolved(meta, Source.RAM, stale=True)
+
+    async def _accept(
+        self,
+        obj: ObjectId,
+        answer: Answer,
+        index: int,
+        generation: int,
+        head: asyncio.Task[Answer] | None,
+        part: Span | None = None,
+    ) -> Resolved:
+        """Turn the answer to a ranged GET into metadata plus its block (or `part` of it)."""
+        if answer.status == 416:
+            # The block starts past the end: the object is empty or shorter than asked. Only a
+            # HEAD can describe it.
+            return await self._from_head(obj, generation)
+        if answer.status not in (200, 206):
+            await self._refused(obj, answer, answer.body)
+        total = content_range_total(answer.header(b"content-range") or "")
+        size = total if answer.status == 206 and total is not None else len(answer.body)
+        if answer.status == 200:
+            index, part = 0, None
+        at = part.start if part is not None else index * self._block_size
+        whole = expected_length(index, self._block_size, size)
+        want = whole if part is None else min(part.end, size - 1) - part.start + 1
+        if len(answer.body) != want:
+            raise UpstreamBroken("block length differs from Content-Range")
+        meta = ObjectMeta.from_upstream(answer.headers, size, self._clock(), whole=False)
+        if len(answer.body) == size and not md5_matches(meta, answer.body):
+            raise UpstreamBroken("the object's bytes do not match its ETag")
+        if head is not None:
+            meta = await self._merge_checksums(meta, head)
+        self._remember(obj, meta, generation)
+        if at != index * self._block_size or len(answer.body) != whole:
+            resolved = Resolved(meta, Source.UPSTREAM, piece=Piece(at, answer.body))
+        else:
+            resolved = Resolved(meta, Source.UPSTREAM, first=(index, answer.body))
+        self._landed(obj, resolved)
+        return resolved
+
+    async def _from_head(self, obj: ObjectId, generation: int) -> Resolved:
+        return await self._described(obj, await self._reads.head(obj), generation)
+
+    async def _described(self, obj: ObjectId, answer: Answer, generation: int) -> Resolved:
+        """Metadata from the answer to a HEAD."""
+        if answer.status != 200:
+            await self._refused(obj, answer, b"")
+        meta = self._meta_from_head(answer)
+        self._remember(obj, meta, generation)
+        return Resolved(meta, Source.UPSTREAM)
+
+    async def _refused(self, obj: ObjectId, answer: Answer, body: bytes) -> NoReturn:
+        """Replay the upstream's refusal; forget the object only if it said something of it."""
+        if not says_nothing_of_the_object(answer.status):
+            await self._metas.drop(obj)
+        raise UpstreamAnswer(answer.status, list(answer.headers), body)
+
+    def _meta_from_head(self, answer: Answer) -> ObjectMeta:
+        size = int(answer.header(b"content-length") or 0)
+        return ObjectMeta.from_upstream(answer.headers, size, self._clock(), whole=True)
+
+    async def _checksums(self, obj: ObjectId, resolved: Resolved, generation: int) -> Resolved:
+        meta = await self._merge_checksums(resolved.meta, self._spawn(self._reads.head(obj)))
+        if meta.checksums is not None:
+            self._remember(obj, meta, generation)
+        return replace(resolved, meta=meta)
+
+    async def _merge_checksums(self, meta: ObjectMeta, head: asyncio.Task[Answer]) -> ObjectMeta:
+        try:
+            answer = await head
+        except (UpstreamUnavailable, UpstreamBroken):
+            return meta
+        if answer.status != 200 or answer.header(b"etag") != meta.etag:
+            return meta  # another version by now: leave the checksums unknown
+        whole = ObjectMeta.from_upstream(answer.headers, meta.size, meta.validated_at, whole=True)
+        return meta.with_checksums(whole.checksums or ())
+
+    def _keep(self, obj: ObjectId, meta: ObjectMeta, generation: int) -> Resolved:
+        fresh = meta.revalidated(self._clock())
+        self._remember(obj, fresh, generation)
+        return Resolved(fresh, Source.RAM, revalidated=True)
+
+    def _remember(self, obj: ObjectId, meta: ObjectMeta, generation: int) -> None:
+        if self.generation(obj) != generation:
+            return
+        self._metas.remember(obj, meta)
+        self._spawn(self._metas.persist(obj, meta, generation))
+
+    def _block(self, index: int) -> Span:
+        start = index * self._block_size
+        return Span(start, start + self._block_size - 1)

@@ -1,0 +1,104 @@
+"""Reads of one object from the upstream: ranged GETs and HEADs, retried where that is safe.
+
+Every read the orchestrator makes goes through here: a block or part of one (`get`, and
+`pinned` for a version already known), or a HEAD. Each is idempotent, so it is retried with
+backoff when no answer came, when its body broke off, or when the upstream said 500/503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from tiering.blocks import ObjectId
+from tiering.parts import Span
+from tiering.upstream import Answer, Upstream, UpstreamBroken, UpstreamUnavailable, object_path
+
+log = logging.getLogger("s3tier.readthrough")
+CHECKSUM_MODE = {"x-amz-checksum-mode": "ENABLED"}
+RETRY_STATUSES = frozenset({500, 503})
+
+
+class ObjectChanged(Exception):
+    """The object's ETag changed while it was being read (the upstream refused If-Match)."""
+
+
+def says_nothing_of_the_object(status: int) -> bool:
+    """A 5xx is the upstream failing to answer (RFC 9110 §15.6), not news of the object, so it
+    never makes the cache forget one. A 404 or a new ETag is news; so is a 403: access taken
+    away from the proxy must not be outlived by the copy it cached (fail closed)."""
+    return status >= 500
+
+
+@dataclass(frozen=True, slots=True)
+class RetryConfig:
+    """Pauses before each retry of an idempotent upstream read; () switches retries off."""
+
+    backoffs_s: tuple[float, ...] = (0.05, 0.25)
+
+
+class UpstreamReads:
+    """GET (ranged) and HEAD of objects, with the proxy's retry policy."""
+
+    def __init__(self, upstream: Upstream, retry: RetryConfig) -> None:
+        self._upstream = upstream
+        self._retry = retry
+
+    async def get(
+        self,
+        obj: ObjectId,
+        span: Span,
+        if_match: str | None = None,
+        extra: Mapping[str, str] | None = None,
+    ) -> Answer:
+        """The answer to a GET of bytes `span`, whatever its status."""
+        headers = {"range": f"bytes={span.start}-{span.end}", **(extra or {})}
+        if if_match is not None:
+            headers["if-match"] = if_match
+        return await self._call("GET", obj, headers, span.length)
+
+    async def pinned(self, obj: ObjectId, etag: str, span: Span, length: int) -> bytes:
+        """Bytes `span` of version `etag`, `length` of them (a last block ends before the span
+        does), or an exception: ObjectChanged when that version is gone."""
+        answer = await self.get(obj, span, if_match=etag)
+        if answer.status in (404, 412):
+            # Replaced (If-Match failed) or deleted since the metadata was read: the caller
+            # forgets the key and, if nothing was sent yet, answers afresh (a 404 verbatim).
+            raise ObjectChanged(f"{obj.bucket}/{obj.key} changed during the read")
+        # A 200 is the whole object, which is what was asked for exactly when its length is.
+        if answer.status not in (200, 206) or len(answer.body) != length:
+            raise UpstreamBroken(f"bytes {span.start}-{span.end}: status {answer.status}")
+        return answer.body
+
+    async def head(self, obj: ObjectId, if_none_match: str | None = None) -> Answer:
+        """The answer to a HEAD asking for the full-object checksums."""
+        headers = dict(CHECKSUM_MODE)
+        if if_none_match is not None:
+            headers["if-none-match"] = if_none_match
+        return await self._call("HEAD", obj, headers, 0)
+
+    async def _call(
+        self, method: str, obj: ObjectId, headers: dict[str, str], limit: int
+    ) -> Answer:
+        """A broken body is retried too because `fetch` holds the whole answer before returning
+        it: none of its bytes has reached anyone yet. A block after the first is pinned by
+        If-Match, so a retry cannot return another version's bytes."""
+        path = object_path(obj.bucket, obj.key)
+        operation = "get_block" if method == "GET" else "head"
+        for attempt, pause in enumerate((*self._retry.backoffs_s, None)):
+            try:
+                answer = await self._upstream.fetch(
+                    method, path, dict(headers), max(limit, 1 << 16), operation=operation
+                )
+            except (UpstreamUnavailable, UpstreamBroken):
+                if pause is None:
+                    raise
+            else:
+                if answer.status not in RETRY_STATUSES or pause is None:
+                    return answer
+            log.info("retrying %s %s (attempt %d)", method, path, attempt + 2)
+            await asyncio.sleep(pause * (0.5 + random.random()))
+        raise AssertionError("unreachable")
