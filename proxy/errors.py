@@ -151,7 +151,7 @@ def _search(pattern: re.Pattern[bytes], body: bytes) -> bytes | None:
 def new_request_id() -> str:
     # S3 request ids are 16 upper-case hex characters. They identify, they protect nothing, so
     # a per-process PRNG will do: os.urandom is a system call on every request.
-    return f"{getrandbits(64):016X}"
+    return new_request_id_bytes().decode()
 
 
 def new_host_id() -> str:

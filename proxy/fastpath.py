@@ -238,7 +238,11 @@ def neutral_request(
 
 
 def render_fields(meta: ObjectMeta) -> bytes:
-    return b"".join(name + b": " + value + b"\r\n" for name, value in meta.headers)
+    return _lines(meta.headers)
+
+
+def _lines(pairs: Sequence[tuple[bytes, bytes]]) -> bytes:
+    return b"".join(name + b": " + value + b"\r\n" for name, value in pairs)
 
 
 def render_head(meta: ObjectMeta, with_checksums: bool) -> bytes:
@@ -246,7 +250,7 @@ def render_head(meta: ObjectMeta, with_checksums: bool) -> bytes:
     renders them, up to the per-request Date and ids (appended by the caller)."""
     fields = render_fields(meta)
     if with_checksums and meta.checksums:
-        fields += b"".join(name + b": " + value + b"\r\n" for name, value in meta.checksums)
+        fields += _lines(meta.checksums)
     return b"HTTP/1.1 200 OK\r\n%scontent-length: %d\r\nx-cache-status: HIT-RAM\r\n" % (
         fields, meta.size,
     )  # fmt: skip
