@@ -276,7 +276,7 @@ def test_a_prefetch_whose_fetch_fails_is_wasted_and_a_later_read_of_its_block_is
         tasks: list[asyncio.Task[Any]] = []
         budget = Budget(10 * size)
         prefetcher = Prefetcher(
-            ReadAhead(), budget, size, (), cached=lambda key: False, load=broken,
+            ReadAhead(), budget, size, (), cached=lambda key, meta: False, load=broken,
             spawn=lambda coro: tasks.append(asyncio.get_running_loop().create_task(coro)),
         )  # fmt: skip
         prefetcher._issue(obj, meta, 3)

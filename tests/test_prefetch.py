@@ -33,7 +33,7 @@ async def scenario(
         Budget(budget_bytes),
         B,
         (".parquet",),
-        cached=lambda key: False,
+        cached=lambda key, meta: False,
         load=load,
         spawn=spawn,
     )
@@ -63,7 +63,7 @@ def test_a_spent_budget_skips_prefetch_instead_of_queueing_it() -> None:
 def test_prefetched_blocks_pushed_out_unread_count_as_wasted() -> None:
     async def go() -> Any:
         prefetcher = Prefetcher(
-            ReadAhead(), Budget(1 << 40), B, (), cached=lambda key: False,
+            ReadAhead(), Budget(1 << 40), B, (), cached=lambda key, meta: False,
             load=lambda *a: asyncio.sleep(0), spawn=lambda coro: coro.close(), track_blocks=2,
         )  # fmt: skip
         for i in range(5):
@@ -88,7 +88,7 @@ def test_a_ranged_read_prefetches_nothing_past_its_own_end() -> None:
             loaded.append(index)
 
         prefetcher = Prefetcher(
-            ReadAhead(), Budget(1 << 40), B, (), cached=lambda key: False, load=load,
+            ReadAhead(), Budget(1 << 40), B, (), cached=lambda key, meta: False, load=load,
             spawn=lambda coro: tasks.append(asyncio.get_running_loop().create_task(coro)),
         )  # fmt: skip
         response = Span(150, 420)  # a column chunk: blocks 1..4, whole only 2 and 3
@@ -98,3 +98,32 @@ def test_a_ranged_read_prefetches_nothing_past_its_own_end() -> None:
         return sorted(loaded)
 
     assert asyncio.run(go()) == [3]
+
+
+def test_a_reader_walking_a_cached_object_asks_about_each_block_once_not_per_window() -> None:
+    asked: list[int] = []
+    uncached = {40}  # one block no tier holds: prefetched once, and the window goes on past it
+
+    def cached(key: BlockKey, meta: ObjectMeta) -> bool:
+        asked.append(key.block)
+        return key.block not in uncached
+
+    loaded: list[int] = []
+
+    async def go() -> None:
+        async def load(obj: ObjectId, meta: ObjectMeta, index: int) -> None:
+            loaded.append(index)
+
+        prefetcher = Prefetcher(
+            ReadAhead(ReadAheadConfig(min_window=2, max_window=16)), Budget(1 << 40), B, (),
+            cached=cached, load=load, spawn=asyncio.get_running_loop().create_task,
+        )  # fmt: skip
+        for index in range(60):
+            prefetcher.on_read(OBJ, META, Span(index * B, index * B + B - 1))
+        await asyncio.sleep(0)
+
+    asyncio.run(go())
+    assert loaded == [40]
+    # Without the memory of what was found cached, a 16-block window asks ~16 times per read.
+    assert len(asked) < 2 * 60 + 16
+    assert set(range(2, 60)) <= set(asked)

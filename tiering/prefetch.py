@@ -63,7 +63,7 @@ class Prefetcher:
         budget: Budget,
         block_size: int,
         footer_suffixes: tuple[str, ...],
-        cached: Callable[[BlockKey], bool],
+        cached: Callable[[BlockKey, ObjectMeta], bool],
         load: Callable[[ObjectId, ObjectMeta, int], Awaitable[object]],
         spawn: Callable[[Coroutine[Any, Any, Any]], object],
         track_blocks: int = 4096,
@@ -77,6 +77,13 @@ class Prefetcher:
         self._spawn = spawn
         self.stats = PrefetchStats()
         self._tracked = _Tracked(track_blocks, self.stats)
+        # Per version read ahead of: the block below which every block was cached or issued.
+        # A reader walking a cached object slides its window one block per read, so each
+        # read asks about one block, not the whole window again. A block evicted, or whose
+        # prefetch failed, meanwhile is the reader's own fetch, as one prefetch did not get
+        # to in time; one skipped for the budget is asked about again on the next read.
+        self._held_to: dict[tuple[ObjectId, str], int] = {}
+        self._track_objects = track_blocks
 
     def on_read(
         self, obj: ObjectId, meta: ObjectMeta, read: Span, response: Span | None = None
@@ -84,8 +91,21 @@ class Prefetcher:
         """A client read bytes `read` (of a `response`); prefetch what a sequential reader
         wants next."""
         ahead = self._readahead.on_read
-        for index in ahead(obj, read.start, read.end, meta.size, self._block_size, response):
-            self._issue(obj, meta, index)
+        blocks = ahead(obj, read.start, read.end, meta.size, self._block_size, response)
+        if not blocks:
+            return
+        version = (obj, meta.etag)
+        start = held_to = max(self._held_to.get(version, 0), blocks.start)
+        contiguous = True
+        for index in range(start, blocks.stop):
+            if self._issue(obj, meta, index) and contiguous:
+                held_to = index + 1
+            else:
+                contiguous = False
+        if held_to > start:
+            if len(self._held_to) >= self._track_objects and version not in self._held_to:
+                self._held_to.clear()  # only costs asking about each window once more
+            self._held_to[version] = held_to
 
     def on_cold(self, obj: ObjectId, meta: ObjectMeta) -> None:
         """First touch of an object: columnar readers go to its footer first."""
@@ -98,17 +118,19 @@ class Prefetcher:
         if size is not None:
             self.stats.used_bytes += size
 
-    def _issue(self, obj: ObjectId, meta: ObjectMeta, index: int) -> None:
+    def _issue(self, obj: ObjectId, meta: ObjectMeta, index: int) -> bool:
+        """Prefetch the block unless it needs none; False if it was wanted and skipped."""
         key = BlockKey(obj.bucket, obj.key, meta.etag, index)
-        if key in self._tracked or self._cached(key):
-            return
+        if key in self._tracked or self._cached(key, meta):
+            return True
         size = expected_length(index, self._block_size, meta.size)
         if not self._budget.take(size):
             self.stats.skipped += 1
-            return
+            return False
         self.stats.issued_bytes += size
         self._tracked[key] = size
         self._spawn(self._fetch(obj, meta, index, size))
+        return True
 
     async def _fetch(self, obj: ObjectId, meta: ObjectMeta, index: int, size: int) -> None:
         try:
