@@ -15,7 +15,17 @@ from dataclasses import dataclass
 
 from proxy import forward, objects, uploads
 from proxy.access import authorize
-from proxy.asgi import ASGIApp, Headers, Message, Receive, Scope, Send, header_map, respond
+from proxy.asgi import (
+    ASGIApp,
+    Headers,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    header_map,
+    offers_zero_copy,
+    respond,
+)
 from proxy.auth import Keyring, Verified, verify
 from proxy.errors import (
     InternalError,
@@ -147,7 +157,9 @@ async def _answer(
                 expected_region=c.region,
             )  # fmt: skip
             authorize(req, headers, verified.principal)
-        await _route(c, req, headers, verified, receive, send, exchange.ids)
+        await _route(
+            c, req, headers, verified, receive, send, exchange.ids, offers_zero_copy(scope)
+        )
     except UpstreamAnswer as answer:
         if not send.started and req is not None:
             await _replay(answer, req, headers, verified, receive, send, c, exchange.ids)
@@ -168,9 +180,10 @@ async def _route(
     receive: Receive,
     send: Send,
     ids: RequestIds,
+    files: bool,
 ) -> None:
     if req.cacheable and not upstream_decides_range(headers):
-        await objects.serve(req, headers, c.readthrough, receive, send, ids.headers)
+        await objects.serve(req, headers, c.readthrough, receive, send, ids.headers, files)
     elif uploads.is_put_object(req, headers):
         await uploads.put_object(
             req, headers, c.readthrough, c.upstream, c.spool_dir, c.put_cache_max_bytes,

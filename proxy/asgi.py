@@ -11,6 +11,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 Headers = list[tuple[bytes, bytes]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+ZERO_COPY = "http.response.zerocopysend"  # the ASGI extension (asgiref's specs/extensions)
 
 
 async def respond(send: Send, status: int, headers: Headers, body: bytes = b"") -> None:
@@ -25,6 +26,17 @@ async def start(send: Send, status: int, headers: Headers) -> None:
 
 async def chunk(send: Send, body: bytes | memoryview, more: bool = True) -> None:
     await send({"type": "http.response.body", "body": body, "more_body": more})
+
+
+def offers_zero_copy(scope: Scope) -> bool:
+    """Whether the server takes bodies as spans of open files (the ASGI zero-copy extension)."""
+    return ZERO_COPY in (scope.get("extensions") or ())
+
+
+async def file_chunk(send: Send, file: Any, offset: int, count: int, more: bool = True) -> None:
+    await send(
+        {"type": ZERO_COPY, "file": file, "offset": offset, "count": count, "more_body": more}
+    )
 
 
 def header_map(scope_headers: Iterable[tuple[bytes, bytes]]) -> dict[str, str]:

@@ -22,9 +22,8 @@ import httptools
 from uvicorn.protocols.http.flow_control import service_unavailable
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 
+from proxy.asgi import ZERO_COPY
 from proxy.zerocopy import send_file
-
-ZERO_COPY = "http.response.zerocopysend"  # the ASGI extension (asgiref's specs/extensions)
 
 
 class CoalescingTransport:

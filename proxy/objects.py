@@ -6,25 +6,31 @@ is applied, as S3 and RFC 9110 §13.2.2 order them, then status and headers. The
 fetches; the headers go out only once the first block is in hand, so a failure that can still
 be reported as an error is reported as one. After the headers, a failure can only close the
 connection: a client must never mistake a truncated body for a whole one.
+
+Where the server offers zero-copy sends, blocks of large objects that only the disk holds go out
+as spans of their files (`sendfile`); elsewhere those spans are read and sent as bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 from collections.abc import Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 
-from proxy.asgi import Headers, Receive, Send, chunk, respond, start
+from proxy.asgi import Headers, Receive, Send, chunk, file_chunk, respond, start
 from proxy.errors import InvalidRange, PreconditionFailed, S3Error
 from proxy.preconditions import Outcome, Preconditions, evaluate
 from proxy.ranges import ByteRange, RangeNotSatisfiable, parse_range
 from proxy.s3request import S3Request
+from proxy.zerocopy import ShortFile
 from tiering.blocks import ObjectId
 from tiering.meta import ObjectMeta
 from tiering.parts import Span, first_part
 from tiering.readthrough import Body, ReadThrough, Resolved, Source, Want
+from tiering.streaming import FileSpan
 
 STATUS_BY_SOURCE = {Source.RAM: b"HIT-RAM", Source.DISK: b"HIT-DISK", Source.UPSTREAM: b"MISS"}
 # RFC 9110 §15.4.5: a 304 carries the validators and caching headers a 200 would have had.
@@ -43,8 +49,10 @@ async def serve(
     receive: Receive,
     send: Send,
     ids: Headers,
+    zero_copy: bool = False,
 ) -> None:
-    """Answer a cacheable GET/HEAD object. `ids` are the x-amz-request-id/x-amz-id-2 headers."""
+    """Answer a cacheable GET/HEAD object. `ids` are the x-amz-request-id/x-amz-id-2 headers;
+    `zero_copy` says the server takes spans of open files (`proxy.asgi.file_chunk`)."""
     range_header = headers.get("range")
     want_checksums = headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
     is_get = req.method == "GET"
@@ -57,13 +65,16 @@ async def serve(
     def decide(resolved: Resolved) -> tuple[Reply, Span | None]:
         return plan(resolved, headers, is_get, want_checksums, ids)
 
-    reply, body = await rt.stream(ObjectId(req.bucket, req.key), want, decide)
+    reply, body = await rt.stream(ObjectId(req.bucket, req.key), want, decide, files=True)
     if body is None:
         await respond(send, reply.status, [*reply.headers, (b"x-cache-status", reply.cache)])
         return
-    cache = STATUS_BY_SOURCE[body.source] if reply.cache.startswith(b"HIT") else reply.cache
-    await start(send, reply.status, [*reply.headers, (b"x-cache-status", cache)])
-    await send_body(body, receive, send)
+    try:
+        cache = STATUS_BY_SOURCE[body.source] if reply.cache.startswith(b"HIT") else reply.cache
+        await start(send, reply.status, [*reply.headers, (b"x-cache-status", cache)])
+        await send_body(body, receive, send, zero_copy)
+    finally:
+        body.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +179,7 @@ def response_headers(
     return out
 
 
-async def send_body(body: Body, receive: Receive, send: Send) -> None:
+async def send_body(body: Body, receive: Receive, send: Send, zero_copy: bool = False) -> None:
     """The body's chunks as they come. Each but the last says more follows; a body that ends
     short (a failed block) never sends its last, so the server closes the connection. After
     the first chunk, a client that disconnects stops the stream."""
@@ -179,7 +190,12 @@ async def send_body(body: Body, receive: Receive, send: Send) -> None:
         async with aclosing(body.chunks(gone.is_set)) as chunks:
             async for piece in chunks:
                 sent += len(piece)
-                await chunk(send, piece, more=sent < total)
+                if not isinstance(piece, FileSpan):
+                    await chunk(send, piece, more=sent < total)
+                elif zero_copy:
+                    await file_chunk(send, piece.file, piece.offset, piece.count, sent < total)
+                else:
+                    await chunk(send, await asyncio.to_thread(_read_span, piece), sent < total)
                 if watcher is None and sent < total:
                     watcher = asyncio.get_running_loop().create_task(
                         _watch_disconnect(receive, gone)
@@ -187,6 +203,13 @@ async def send_body(body: Body, receive: Receive, send: Send) -> None:
     finally:
         if watcher is not None:
             watcher.cancel()
+
+
+def _read_span(span: FileSpan) -> bytes:
+    data = os.pread(span.file.fileno(), span.count, span.offset)
+    if len(data) != span.count:
+        raise ShortFile(f"file ended {span.count - len(data)} bytes short")
+    return data
 
 
 async def _watch_disconnect(receive: Receive, gone: asyncio.Event) -> None:

@@ -6,6 +6,7 @@ sendfile of their own (asyncio's `loop.sendfile` falls back to reading and writi
 socket is written directly, once everything the transport holds has gone out: the order of
 bytes on the wire never changes. Waiting for room uses a duplicate of the socket's descriptor,
 because the loop refuses a writer on a descriptor that a transport owns; both name one socket.
+The duplicate is made only when the socket is full, not for every file sent.
 """
 
 from __future__ import annotations
@@ -34,20 +35,23 @@ async def send_file(
     sock = transport.get_extra_info("socket")
     if sock is None or transport.is_closing():
         raise ConnectionResetError("the connection closed")
-    out = os.dup(sock.fileno())
+    out, waiter = sock.fileno(), -1
     try:
         while count > 0:
             try:
                 sent = os.sendfile(out, fileno, offset, count)
             except BlockingIOError:
-                await _writable(loop, out)
+                if waiter < 0:
+                    waiter = os.dup(out)
+                await _writable(loop, waiter)
                 continue
             if sent == 0:
                 raise ShortFile(f"file ended {count} bytes short")
             offset += sent
             count -= sent
     finally:
-        os.close(out)
+        if waiter >= 0:
+            os.close(waiter)
 
 
 async def _writable(loop: asyncio.AbstractEventLoop, fd: int) -> None:

@@ -142,11 +142,26 @@ def test_a_block_opened_for_zero_copy_is_checked_on_first_open_and_then_trusted(
         assert isinstance(opened, BlockFile) and opened.size == 40_000
         assert opened.read() == b"a" * 40_000
         opened.close()
-        again = await disk.open_block(key(1))  # trusted now: not read, not hashed
+        lookups: list[object] = []
+        index_get = disk._cache.get
+        disk._cache.get = lambda *a, **k: lookups.append(a) or index_get(*a, **k)  # type: ignore[method-assign]
+        again = await disk.open_block(key(1))  # trusted now: opened by its path, not hashed
         assert isinstance(again, BlockFile) and again.size == 40_000
+        assert again.read() == b"a" * 40_000 and lookups == []  # the index was not asked
         again.close()
         await disk.delete(key(1))
         assert await disk.open_block(key(1)) is None
+        # Evicted by another worker: the path this one trusted is gone, and it says so.
+        await disk.put(key(3), b"c" * 40_000)
+        first = await disk.open_block(key(3))
+        assert isinstance(first, BlockFile)
+        first.close()
+        other = DiskTier(str(tmp_path / "disk"), 64 << 20, policy=TinyLFUPolicy(16 << 20))
+        try:
+            await other.delete(key(3))
+        finally:
+            other.close()
+        assert await disk.open_block(key(3)) is None
 
     try:
         asyncio.run(go())

@@ -58,25 +58,30 @@ _TAKE_BATCH = 8
 _ROOM_ATTEMPTS = 8  # rounds of evicting the oldest blocks before a write gives up
 
 
-_CHECKED_MAX = 1 << 17  # value files this process has hashed and now trusts (names kept)
+_KNOWN_MAX = 1 << 17  # value files this process has hashed and now trusts (names kept)
 
 
 class BlockFile:
-    """An open value file and the length of the block in it (its trailer excluded). The
-    caller sends from it and closes it."""
+    """A value file open as a bare descriptor (no Python file object: a hit opens one per
+    block) and the length of the block in it, its trailer excluded. The caller sends from
+    `fileno()` and closes it; closing twice is harmless."""
 
-    __slots__ = ("file", "size")
+    __slots__ = ("_fd", "size")
 
-    def __init__(self, file: Any, size: int) -> None:
-        self.file = file
+    def __init__(self, fd: int, size: int) -> None:
+        self._fd = fd
         self.size = size
 
+    def fileno(self) -> int:
+        return self._fd
+
     def read(self) -> bytes:
-        self.file.seek(0)
-        return bytes(self.file.read(self.size))
+        return os.pread(self._fd, self.size, 0)
 
     def close(self) -> None:
-        self.file.close()
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
 
 
 def _intact(stored: bytes) -> memoryview | None:
@@ -88,6 +93,26 @@ def _intact(stored: bytes) -> memoryview | None:
     if expected != xxhash.xxh3_64_intdigest(view[: -_HASH.size]):
         return None
     return view[: -_HASH.size]
+
+
+def _close(found: object) -> None:
+    if isinstance(found, BlockFile):
+        found.close()
+
+
+def _settle(done: Any, abandoned: Any) -> None:
+    if not done.cancelled() and done.exception() is None:
+        abandoned(done.result())
+
+
+def _reopen(path: str, size: int) -> BlockFile | None:
+    """A value file this process has checked, opened by its path; None if it is gone. Files
+    are never rewritten (a new value gets a new random name), so an open that succeeds finds
+    the bytes that were checked; a file evicted or replaced since is simply not there."""
+    try:
+        return BlockFile(os.open(path, os.O_RDONLY | os.O_CLOEXEC), size)
+    except OSError:
+        return None
 
 
 class DiskTier:
@@ -123,7 +148,8 @@ class DiskTier:
         self.evictions = 0
         self.corrupt = 0
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="s3tier-disk")
-        self._checked: set[str] = set()  # names of value files hashed by this process
+        # Value files hashed by this process, by block: (path, block length), trusted since.
+        self._known: dict[Hashable, tuple[str, int]] = {}
         self.errors = 0
 
     async def get(self, key: Hashable) -> bytes | None:
@@ -133,9 +159,26 @@ class DiskTier:
     async def open_block(self, key: Hashable) -> BlockFile | bytes | None:
         """The block as an open file to send without copying it through Python (bytes if it
         is stored inline), or None. Checked like `get` the first time this process opens
-        that file; afterwards the file is trusted (see `_open_checked`)."""
-        found: BlockFile | bytes | None = await self._run(self._open_checked, key)
+        that file; afterwards the file is trusted and opened again by its path, on the loop:
+        one open(2), no index lookup, no thread (see `_open_checked`)."""
+        trusted = self.open_trusted(key)
+        if trusted is not None:
+            return trusted
+        found: BlockFile | bytes | None = await self._run(self._open_checked, key, abandoned=_close)
         return found if await self._count_read(key, found) else None
+
+    def open_trusted(self, key: Hashable) -> BlockFile | None:
+        """`open_block` without awaiting, for a block whose file this process has checked
+        and its policy holds; else None (then `open_block` finds out)."""
+        known = self._known.get(key)
+        if known is None or key not in self._policy:
+            return None
+        found = _reopen(*known)
+        if found is None:  # replaced or evicted since: the index knows
+            self._known.pop(key, None)
+            return None
+        self._policy.access(key, found.size, 0.0)
+        return found
 
     async def _count_read(self, key: Hashable, found: BlockFile | bytes | None) -> bool:
         """The policy's side of a read; whether it was a hit."""
@@ -219,31 +262,24 @@ class DiskTier:
         # time this process opens it and trusted from then on: a block is immutable (its key
         # names one version), and a file is never rewritten in place, only replaced by one
         # with a new name. A byte flipped on disk while the process runs is found after its
-        # next restart, not at once: the price of not reading the block into Python.
+        # next restart, not at once: the price of not reading the block into Python. The
+        # page cache keeps what this read brought in for the sends that follow.
         handle = self._cache.get(key, read=True)
         if handle is None:
             return None
-        name = getattr(handle, "name", None)
-        if not isinstance(name, str):  # stored inline, not as a file: nothing to send from
-            handle.close()
-            return self._load(key)
-        try:
+        with handle:
+            name = getattr(handle, "name", None)
+            if not isinstance(name, str):  # stored inline, not as a file: nothing to send from
+                return self._load(key)
             size = os.fstat(handle.fileno()).st_size - _HASH.size
-            if name not in self._checked:
-                block = _intact(handle.read())
-                if block is None:
-                    handle.close()
+            if self._known.get(key, ("",))[0] != name:
+                if _intact(handle.read()) is None:
                     self._take([key])
                     return CORRUPT
-                if len(self._checked) >= _CHECKED_MAX:
-                    self._checked.clear()  # only costs a second check of each file
-                self._checked.add(name)
-            else:  # start the page cache's read-ahead now, off the loop that will send it
-                os.posix_fadvise(handle.fileno(), 0, 0, os.POSIX_FADV_WILLNEED)
-        except BaseException:
-            handle.close()
-            raise
-        return BlockFile(handle, size)
+                if len(self._known) >= _KNOWN_MAX:
+                    self._known.clear()  # only costs a second check of each file
+                self._known[key] = (name, size)
+            return BlockFile(os.dup(handle.fileno()), size)
 
     # -- the budget (on the thread pool) ----------------------------------------------------
 
@@ -283,6 +319,7 @@ class DiskTier:
             freed = 0
             with self._cache._transact(retry=True) as (sql, cleanup):
                 for key in keys[first : first + _TAKE_BATCH]:
+                    self._known.pop(key, None)
                     db_key, raw = self._cache._disk.put(key)
                     rows = sql(
                         "SELECT rowid, size, filename FROM Cache WHERE key = ? AND raw = ?",
@@ -364,10 +401,17 @@ class DiskTier:
         self._policy.remove(key)
         await self._run(self._take, [key])
 
-    async def _run(self, fn: Any, *args: Any) -> Any:
-        loop = asyncio.get_running_loop()
+    async def _run(self, fn: Any, *args: Any, abandoned: Any = None) -> Any:
+        """`fn(*args)` on the pool. `abandoned(result)` lets go of what it returns if the
+        caller is cancelled meanwhile (an open file): the thread runs on regardless."""
+        work = None
         try:
-            return await loop.run_in_executor(self._pool, fn, *args)
+            work = self._pool.submit(fn, *args)
+            return await asyncio.wrap_future(work)
+        except asyncio.CancelledError:
+            if abandoned is not None and work is not None:
+                work.add_done_callback(lambda done: _settle(done, abandoned))
+            raise
         except Exception as exc:  # a broken disk degrades to a miss; it never fails a request
             self.errors += 1
             log.warning("disk tier error: %s: %s", type(exc).__name__, exc)

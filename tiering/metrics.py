@@ -43,6 +43,7 @@ class Sample:
 
     coalesced: int = 0
     fast_answers: int = 0  # hits answered from the protocol, before any ASGI request
+    file_bytes: int = 0  # disk bytes handed to the server as open files (zero-copy)
     prefetch: dict[str, int] = field(default_factory=dict)  # issued / used / wasted bytes
     admissions: dict[str, int] = field(default_factory=dict)  # by tier
     evictions: dict[str, int] = field(default_factory=dict)
@@ -113,6 +114,11 @@ class Metrics:
             "s3tier_fast_path_answers", "RAM hits answered before any ASGI request existed",
             registry=r,
         )  # fmt: skip
+        self.file_bytes = Counter(
+            "s3tier_disk_file_bytes",
+            "Disk-tier bytes handed to the server as open files, sent by sendfile",
+            registry=r,
+        )
         self.prefetch_bytes = Counter(
             "s3tier_prefetch_bytes", "Prefetched bytes: issued, then used or wasted",
             ["outcome"], registry=r,
@@ -190,6 +196,7 @@ class Metrics:
         last = self._last
         self.coalesced.inc(max(now.coalesced - last.coalesced, 0))
         self.fast_answers.inc(max(now.fast_answers - last.fast_answers, 0))
+        self.file_bytes.inc(max(now.file_bytes - last.file_bytes, 0))
         _add(self.prefetch_bytes, now.prefetch, last.prefetch)
         _add(self.admissions, now.admissions, last.admissions)
         _add(self.evictions, now.evictions, last.evictions)

@@ -26,9 +26,9 @@ from tiering.prefetch import PrefetchConfig, Prefetcher
 from tiering.readahead import Budget, ReadAhead
 from tiering.resolver import Resolved, Resolver, Want
 from tiering.singleflight import Done
-from tiering.streaming import Body
+from tiering.streaming import AnyPiece, Body, FilePiece
 from tiering.tasks import TaskSet
-from tiering.tier import LoopTier, Tier
+from tiering.tier import FileTier, LoopTier, Tier
 from tiering.upstream import Upstream
 from tiering.upstreamreads import ObjectChanged, RetryConfig, UpstreamReads
 
@@ -49,6 +49,7 @@ D = TypeVar("D")
 class Counters:
     coalesced: int = 0  # requests that joined a fetch under way instead of making their own
     hot: int = 0  # answers given by hot() (the protocol's fast path)
+    file_bytes: int = 0  # bytes sent as spans of disk files (tiering/streaming.py)
     served: dict[str, int] = field(default_factory=lambda: {"ram": 0, "disk": 0, "upstream": 0})
 
 
@@ -59,7 +60,7 @@ class ReadThrough:
         self,
         *,
         ram: LoopTier,
-        disk: Tier | None,
+        disk: FileTier | None,
         metas: MetaStore,
         upstream: Upstream,
         block_size: int,
@@ -96,7 +97,7 @@ class ReadThrough:
             Budget(prefetch.budget_bytes),
             block_size,
             prefetch.footer_suffixes,
-            cached=lambda key: self._ram.holds(key) or key in self._loads,
+            cached=self._needs_no_load,
             load=self._prefetch_block,
             spawn=self._tasks.spawn,
         )
@@ -104,33 +105,43 @@ class ReadThrough:
     # -- the read path ----------------------------------------------------------------------
 
     async def stream(
-        self, obj: ObjectId, want: Want, decide: Callable[[Resolved], tuple[D, Span | None]]
+        self,
+        obj: ObjectId,
+        want: Want,
+        decide: Callable[[Resolved], tuple[D, Span | None]],
+        files: bool = False,
     ) -> tuple[D, Body | None]:
         """Resolve the object, let `decide` judge the request against its metadata (raising to
         refuse it) and name the bytes to send (None: no body), and fetch the first piece of
-        them, so that a failure up to here can still be answered as an error."""
+        them, so that a failure up to here can still be answered as an error. With `files`,
+        the body may carry file spans of the disk tier (tiering/streaming.py)."""
         try:
-            return await self._open(obj, want, decide)
+            return await self._open(obj, want, decide, files)
         except ObjectChanged:
             # Replaced between metadata and first block: forget it and decide afresh for the
             # new version (nothing has been sent).
             await self.invalidate(obj)
-            return await self._open(obj, want, decide)
+            return await self._open(obj, want, decide, files)
 
     async def _open(
-        self, obj: ObjectId, want: Want, decide: Callable[[Resolved], tuple[D, Span | None]]
+        self,
+        obj: ObjectId,
+        want: Want,
+        decide: Callable[[Resolved], tuple[D, Span | None]],
+        files: bool,
     ) -> tuple[D, Body | None]:
         resolved = await self._resolver.resolve(obj, want)
         decision, span = decide(resolved)
         if span is None:
             return decision, None
-        first = await self._first_piece(obj, resolved, span.start // self.block_size, span)
+        index = span.start // self.block_size
+        first = await self._first_piece(obj, resolved, index, span, files)
         source = max(resolved.source, first[1])
-        return decision, Body(self, obj, resolved.meta, span, first, source)
+        return decision, Body(self, obj, resolved.meta, span, first, source, files)
 
     async def _first_piece(
-        self, obj: ObjectId, resolved: Resolved, index: int, span: Span
-    ) -> tuple[Piece, Source]:
+        self, obj: ObjectId, resolved: Resolved, index: int, span: Span, files: bool
+    ) -> tuple[AnyPiece, Source]:
         """What `span` needs of its first block: what came with the metadata, or RAM, or more."""
         base = index * self.block_size
         if resolved.first is not None and resolved.first[0] == index:
@@ -141,7 +152,7 @@ class ReadThrough:
         data = self.cached_block(obj, resolved.meta, index)
         if data is not None:
             return Piece(base, data), Source.RAM
-        return await self.part(obj, resolved.meta, index, span.start, span.end)
+        return await self.part(obj, resolved.meta, index, span.start, span.end, files)
 
     async def resolve(
         self,
@@ -203,9 +214,11 @@ class ReadThrough:
         self.counters.hot += 1
         return blocks
 
-    def account(self, source: Source, sent_bytes: int) -> None:
+    def account(self, source: Source, sent_bytes: int, as_file: bool = False) -> None:
         """Bytes sent to a client, by where they came from (for metrics and stats)."""
         self.counters.served[SOURCE_NAMES[source]] += sent_bytes
+        if as_file:
+            self.counters.file_bytes += sent_bytes
 
     def note_read(
         self, obj: ObjectId, meta: ObjectMeta, start: int, end: int, response: Span
@@ -225,12 +238,23 @@ class ReadThrough:
         return got
 
     async def part(
-        self, obj: ObjectId, meta: ObjectMeta, index: int, start: int, end: int
-    ) -> tuple[Piece, Source]:
+        self,
+        obj: ObjectId,
+        meta: ObjectMeta,
+        index: int,
+        start: int,
+        end: int,
+        files: bool = False,
+    ) -> tuple[AnyPiece, Source]:
         """What a read of start..end needs of block `index`: the whole block (cached), unless
         the read needs part of it, no tier has it and no partial read fetched those bytes
-        lately: then only that part (tiering/parts.py)."""
+        lately: then only that part (tiering/parts.py). With `files`, a block only the disk
+        holds, of an object RAM never takes, comes as its open file."""
         key = BlockKey(obj.bucket, obj.key, meta.etag, index)
+        if files and meta.size > self._ram_max:
+            opened = self.file_now(obj, meta, index) or await self._disk_file(key, meta)
+            if opened is not None:
+                return opened, Source.DISK
         span = part_needed(index, self.block_size, meta.size, start, end)
         held = self._ram.holds(key) or key in self._loads
         if span is None or held or not self._touched.fresh(key, span):
@@ -241,6 +265,56 @@ class ReadThrough:
             return Piece(index * self.block_size, stored), Source.DISK
         data = await self._reads.pinned(obj, meta.etag, span, span.length)
         return Piece(span.start, data), Source.UPSTREAM
+
+    def file_now(self, obj: ObjectId, meta: ObjectMeta, index: int) -> FilePiece | None:
+        """Block `index` of an object RAM never takes, as a disk file this process has
+        checked, without awaiting; else None. The disk hit path's (tiering/streaming.py)."""
+        disk = self._disk
+        if disk is None or meta.size <= self._ram_max:
+            return None
+        key = BlockKey(obj.bucket, obj.key, meta.etag, index)
+        if key in self._loads:
+            return None
+        opened = disk.open_trusted(key)
+        if opened is None:
+            return None
+        if opened.size != expected_length(index, self.block_size, meta.size):
+            opened.close()
+            return None
+        self.prefetcher.served(key)
+        return FilePiece(index * self.block_size, opened)
+
+    async def _disk_file(self, key: BlockKey, meta: ObjectMeta) -> AnyPiece | None:
+        """The block as the disk tier's open file (or its bytes, if stored inline), or None:
+        then it is loaded as any block is, coalesced with other readers. Every reader opens
+        its own file; only a miss is worth coalescing."""
+        disk = self._disk
+        if disk is None or not disk.holds(key) or key in self._loads:
+            return None
+        opened = await disk.open_block(key)
+        if opened is None:
+            return None
+        base, length = (
+            key.block * self.block_size,
+            expected_length(key.block, self.block_size, meta.size),
+        )
+        if isinstance(opened, bytes):
+            piece: AnyPiece | None = Piece(base, opened) if len(opened) == length else None
+        elif opened.size == length:
+            piece = FilePiece(base, opened)
+        else:
+            opened.close()
+            piece = None
+        if piece is not None:
+            self.prefetcher.served(key)
+        return piece
+
+    def _needs_no_load(self, key: BlockKey, meta: ObjectMeta) -> bool:
+        """Whether prefetching the block would do nothing: it is in RAM or loading, or on disk
+        for an object RAM never takes (loading it would only read it and let it go)."""
+        if self._ram.holds(key) or key in self._loads:
+            return True
+        return meta.size > self._ram_max and self._disk is not None and self._disk.holds(key)
 
     async def _prefetch_block(self, obj: ObjectId, meta: ObjectMeta, index: int) -> None:
         key = BlockKey(obj.bucket, obj.key, meta.etag, index)
@@ -373,6 +447,7 @@ class ReadThrough:
         sample = Sample(
             coalesced=self.counters.coalesced,
             fast_answers=self.counters.hot,
+            file_bytes=self.counters.file_bytes,
             prefetch={
                 "issued": self.prefetcher.stats.issued_bytes,
                 "used": self.prefetcher.stats.used_bytes,

@@ -50,3 +50,26 @@ class LoopTier(Tier, Protocol):
     def store(self, key: Hashable, value: bytes) -> list[tuple[Hashable, bytes]]:
         """`put` that returns what left the tier to make room, and the value itself if it was
         not admitted, so that the caller can demote it to the tier below."""
+
+
+class StoredFile(Protocol):
+    """A block as an open file of a tier, `size` bytes from its start: to send without copying
+    it through Python. Whoever receives one closes it."""
+
+    size: int
+
+    def fileno(self) -> int:
+        """The descriptor the kernel sends from."""
+
+    def close(self) -> None: ...
+
+
+class FileTier(Tier, Protocol):
+    """A tier whose blocks live in files (disk), which can hand one over open."""
+
+    async def open_block(self, key: Hashable) -> StoredFile | bytes | None:
+        """The block as an open file (bytes if not stored as a file of its own), or None on a
+        miss or any error; integrity-checked as `get` checks it (each tier says how)."""
+
+    def open_trusted(self, key: Hashable) -> StoredFile | None:
+        """`open_block` without awaiting, where the tier can answer so (None: it cannot)."""
