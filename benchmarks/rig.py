@@ -216,6 +216,8 @@ def wrk_measure(target: Target, wrk: Wrk, keyfile: Path) -> dict[str, Any]:
     }
     if "cpu_s" in out and total_bytes:
         out["cpu_s_per_gib"] = out["cpu_s"] / (total_bytes / GIB)
+    if "cpu_s" in out and out["requests"]:
+        out["cpu_us_per_request"] = out["cpu_s"] / int(out["requests"]) * 1e6
     return out
 
 
