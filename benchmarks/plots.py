@@ -56,17 +56,18 @@ def absolute(rows: list[dict[str, Any]], workloads: dict[str, Any], path: Path) 
     fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 2.6 * nrows), squeeze=False)
     for ax, row in zip(axes.flat, shown, strict=False):
         f: Figure = row["figure"]
-        for j, server in enumerate(SERVERS):
+        servers = ("s3tier", f.peer)
+        for j, server in enumerate(servers):
             s = spread(values(workloads, f.workload, server, f.key))
             if s is None:
                 continue
             med, low, high = (s[k] / f.scale for k in ("median", "min", "max"))
-            ax.bar(j, med, color=COLOURS[server], alpha=0.85)
+            ax.bar(j, med, color=COLOURS.get(server, "grey"), alpha=0.85)
             ax.errorbar(
                 j, med, yerr=[[med - low], [high - med]], fmt="none", ecolor="black", capsize=3
             )
-        ax.set_xticks(range(len(SERVERS)))
-        ax.set_xticklabels(SERVERS, fontsize=8)
+        ax.set_xticks(range(len(servers)))
+        ax.set_xticklabels(servers, fontsize=8)
         ax.set_title(f"{f.workload} {label(f, workloads)}", fontsize=8)
         ax.tick_params(axis="y", labelsize=7)
     for ax in list(axes.flat)[len(shown) :]:

@@ -3,8 +3,9 @@
 The upstream alone decides a conditional PUT (`If-None-Match: *`, `If-Match`): its 412 or 409
 reaches the client unchanged, and nothing is ever retried. The body streams to the upstream as it
 arrives and is kept aside in a spool; only when the upstream has accepted it, and a HEAD confirms
-that the accepted version is still the current one, do its blocks enter the cache. Any failure
-leaves no trace of the body in the cache.
+that the accepted version is still the current one, do its blocks enter the cache. The client is
+answered before that HEAD (`ReadThrough.adopt_written`). Any failure leaves no trace of the body
+in the cache.
 
 What the client declared (payload SHA-256, checksums, chunk signatures) is checked on the way by
 `ClientBody`, which holds the last bytes back until the checks pass: a mismatched body is cut
@@ -19,7 +20,7 @@ from collections.abc import AsyncIterator, Mapping
 from proxy.asgi import Headers, Receive, Send, respond
 from proxy.auth import Verified
 from proxy.bodies import ClientBody
-from proxy.errors import RequestIds, S3Error, with_ids
+from proxy.errors import RequestIds, with_ids
 from proxy.forward import NOT_RETURNED, upstream_headers
 from proxy.s3request import BYPASS_HEADERS, NEUTRAL_QUERY, S3Request, encode_query
 from tiering.blocks import ObjectId
@@ -69,7 +70,9 @@ async def put_object(
         generation = readthrough.generation(obj)
         etag = _header(answer_headers, b"etag")
         if status == 200 and spool is not None and body.complete and etag is not None:
-            await _adopt(readthrough, obj, etag, spool, generation)
+            kept: Spool = spool
+            spool = None  # adopt_written closes it, now or once confirmed
+            await readthrough.adopt_written(obj, etag, kept, generation)
     except (UpstreamUnavailable, UpstreamBroken):
         await readthrough.invalidate(obj)  # it may or may not have been stored: forget the key
         if body.error is not None:
@@ -97,21 +100,6 @@ async def _send(
         answer = await response.read()
         kept = [(n, v) for n, v in response.raw_headers if n.lower() not in NOT_RETURNED]
         return response.status, kept, answer
-
-
-async def _adopt(
-    readthrough: ReadThrough, obj: ObjectId, etag: str, spool: Spool, generation: int
-) -> None:
-    """Cache the accepted body, with the headers a GET would carry, which only a HEAD can tell
-    (Last-Modified, checksums). If the HEAD names another version, a later write won: skip."""
-    try:
-        meta = await readthrough.describe(obj)
-    except (UpstreamUnavailable, UpstreamBroken, S3Error) as exc:
-        log.warning("not caching %s/%s after PUT: %s", obj.bucket, obj.key, exc)
-        return
-    if meta is None or meta.etag != etag or meta.size != spool.size:
-        return
-    await readthrough.adopt(obj, meta, spool.blocks(), generation)
 
 
 def _declared_length(headers: Mapping[str, str]) -> int:

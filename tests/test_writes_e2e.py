@@ -163,3 +163,36 @@ def test_a_large_put_streams_through_with_bounded_server_memory(
     assert hashlib.sha256(stored.read()).hexdigest() == expected
     # The body is spooled to a file, not held: growth stays far below its 192 MiB.
     assert rss.growth < 80 << 20, (rss.baseline, rss.peak)
+
+
+def test_a_put_is_answered_before_its_confirming_head_and_a_get_meanwhile_waits_for_it(
+    s3: Any, bucket: str, shim: UpstreamShim
+) -> None:
+    data = os.urandom(300_000)
+    path = f"/{bucket}/confirmed-later"
+    shim.stall_next(lambda r: r.method == "HEAD" and r.path.startswith(path), seconds=1.5)
+    s3.put_object(Bucket=bucket, Key="confirmed-later", Body=data)
+    deadline = time.monotonic() + 1.0
+    while not (heads := shim.matching("HEAD", contains=path)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # The client has its answer while the HEAD that confirms what to cache is still held.
+    assert len(heads) == 1 and heads[0].finished == 0.0
+    got = s3.get_object(Bucket=bucket, Key="confirmed-later")
+    assert got["Body"].read() == data
+    assert got["ResponseMetadata"]["HTTPHeaders"]["x-cache-status"] == "HIT-RAM"
+    assert heads[0].finished > 0.0  # the GET waited for the confirmation, then hit
+    assert shim.matching("GET", contains=path) == []
+
+
+def test_a_put_whose_confirmation_fails_is_not_cached_and_reads_come_from_the_upstream(
+    s3: Any, bucket: str, shim: UpstreamShim
+) -> None:
+    data = os.urandom(200_000)
+    path = f"/{bucket}/unconfirmed"
+    unconfirmed = lambda r: r.method == "HEAD" and r.path.startswith(path)  # noqa: E731
+    shim.answer_next(unconfirmed, 503, b"", times=None)  # retries fail too
+    put = s3.put_object(Bucket=bucket, Key="unconfirmed", Body=data)
+    assert put["ResponseMetadata"]["HTTPStatusCode"] == 200  # the write itself succeeded
+    got = s3.get_object(Bucket=bucket, Key="unconfirmed")
+    assert got["Body"].read() == data
+    assert got["ResponseMetadata"]["HTTPHeaders"]["x-cache-status"] == "MISS"

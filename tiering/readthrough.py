@@ -10,11 +10,14 @@ upwards, and what RAM evicts is demoted to disk. Tier errors are misses (tiering
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from tiering.adoptions import Adoptions
 from tiering.blockloads import SOURCE_NAMES, BlockLoads, Got, Source
 from tiering.blocks import BlockKey, ObjectId, block_count, expected_length
 from tiering.freshness import FreshnessPolicy
@@ -26,6 +29,7 @@ from tiering.prefetch import PrefetchConfig, Prefetcher
 from tiering.readahead import Budget, ReadAhead
 from tiering.resolver import Resolved, Resolver, Want
 from tiering.singleflight import Done
+from tiering.spool import Spool
 from tiering.streaming import AnyPiece, Body, FilePiece
 from tiering.tasks import TaskSet
 from tiering.tier import FileTier, LoopTier, Tier
@@ -43,6 +47,8 @@ __all__ = [
     "Want",
 ]
 D = TypeVar("D")
+log = logging.getLogger("s3tier.uploads")
+CONFIRM_BUDGET_BYTES = 32 << 20  # bodies held aside, per worker, awaiting their HEAD
 
 
 @dataclass(slots=True)
@@ -70,6 +76,7 @@ class ReadThrough:
         prefetch: PrefetchConfig = PrefetchConfig(),  # noqa: B008 - frozen
         retry: RetryConfig = RetryConfig(),  # noqa: B008 - frozen
         clock: Callable[[], float] = time.time,
+        confirm_budget_bytes: int = CONFIRM_BUDGET_BYTES,
     ) -> None:
         self._ram = ram
         self._disk = disk
@@ -92,6 +99,7 @@ class ReadThrough:
         )
         self._loads = BlockLoads(self._load, self._tasks.spawn, self._joined)
         self._touched = Touches()  # tiering/parts.py: a block is admitted when read again
+        self._adoptions = Adoptions(self._tasks.spawn, confirm_budget_bytes)
         self.prefetcher = Prefetcher(
             ReadAhead(prefetch.readahead),
             Budget(prefetch.budget_bytes),
@@ -130,6 +138,9 @@ class ReadThrough:
         decide: Callable[[Resolved], tuple[D, Span | None]],
         files: bool,
     ) -> tuple[D, Body | None]:
+        confirming = self._adoptions.pending(obj)
+        if confirming is not None:  # just written through this proxy: its HEAD is under way
+            await asyncio.wait([confirming])
         resolved = await self._resolver.resolve(obj, want)
         decision, span = decide(resolved)
         if span is None:
@@ -404,6 +415,26 @@ class ReadThrough:
         for obj in objects:
             await self.invalidate(obj)
         return len(objects)
+
+    async def adopt_written(self, obj: ObjectId, etag: str, spool: Spool, generation: int) -> None:
+        """Cache a body the upstream accepted as `etag`, once a HEAD confirms that version is
+        the current one (and tells what a GET would carry: Last-Modified, checksums): in the
+        background while the bodies held aside fit their budget, reads of the object waiting
+        for it (tiering/adoptions.py), else before returning. Closes the spool."""
+        work = self._confirm(obj, etag, spool, generation)
+        if not self._adoptions.later(obj, spool.size, work, spool.close):
+            await work
+
+    async def _confirm(self, obj: ObjectId, etag: str, spool: Spool, generation: int) -> None:
+        try:
+            meta = await self.describe(obj)
+            # Another version named: a later write won. Nothing is cached.
+            if meta is not None and meta.etag == etag and meta.size == spool.size:
+                await self.adopt(obj, meta, spool.blocks(), generation)
+        except Exception as exc:  # caching is best effort: the write itself has succeeded
+            log.warning("not caching %s/%s after PUT: %s", obj.bucket, obj.key, exc)
+        finally:
+            spool.close()
 
     async def adopt(
         self, obj: ObjectId, meta: ObjectMeta, blocks: AsyncIterator[bytes], generation: int
