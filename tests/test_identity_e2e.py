@@ -165,6 +165,8 @@ def test_a_principal_without_access_is_denied_even_when_the_object_is_in_ram(
 ) -> None:
     full = client(secured, FULL)
     full.put_object(Bucket=bucket, Key="private/secret", Body=b"classified")
+    first = full.get_object(Bucket=bucket, Key="private/secret")  # confirms the write
+    assert first["ResponseMetadata"]["HTTPHeaders"]["x-cache-status"] == "REVALIDATED"
     cached = full.get_object(Bucket=bucket, Key="private/secret")
     assert cached["ResponseMetadata"]["HTTPHeaders"]["x-cache-status"] == "HIT-RAM"
     reader = client(secured, READER)

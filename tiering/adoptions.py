@@ -1,13 +1,12 @@
-"""Written objects confirmed off the writer's path.
+"""Written bodies cached off the writer's path.
 
-A PUT is answered as soon as the upstream has accepted it. Caching its body needs what only a
-HEAD tells (Last-Modified, checksums, that the accepted version is still the current one), and
-that HEAD, with the blocks' entry into the cache, now follows in the background. A read of the
-object meanwhile waits for it, so a PUT then a GET is still a hit without a second upstream
-request, and nothing is ever cached under metadata the upstream has not confirmed.
+A PUT is answered as soon as the upstream has accepted it; its body, held aside meanwhile,
+enters the cache in the background (its first read then confirms it with one HEAD before
+anything is served from it: tiering/resolver.py). A read of the object that arrives while its
+body is still going in waits for it, so a PUT then a GET finds the blocks.
 
-Bounded by the bytes held aside for it: past the budget, a writer waits for its own
-confirmation, as every writer did before, so a burst of writes slows down rather than piles up.
+Bounded by the bytes held aside: past the budget, a writer waits for its own body to go in,
+so a burst of writes slows down rather than piles up.
 """
 
 from __future__ import annotations
@@ -24,14 +23,14 @@ Spawn = Callable[[Coroutine[Any, Any, None]], "asyncio.Task[None]"]
 
 
 class Adoptions:
-    """Confirmations under way, by object, and the bytes they hold."""
+    """Written bodies going into the cache, by object, and the bytes they hold."""
 
     def __init__(self, spawn: Spawn, budget_bytes: int) -> None:
         self._spawn = spawn
         self._budget = budget_bytes
         self._held = 0
         self._pending: dict[ObjectId, asyncio.Task[None]] = {}
-        self.inline = 0  # confirmations a writer waited for: the budget was spent
+        self.inline = 0  # bodies a writer waited for: the budget was spent
 
     @property
     def held_bytes(self) -> int:
@@ -66,6 +65,6 @@ class Adoptions:
             abandoned()
 
     def pending(self, obj: ObjectId) -> asyncio.Task[None] | None:
-        """The confirmation of this object under way, if any: a reader waits for it with
+        """The body of this object going into the cache, if any: a reader waits for it with
         `asyncio.wait`, so that a reader that leaves does not cancel it."""
         return self._pending.get(obj)

@@ -380,7 +380,13 @@ class DiskTier:
         return self._make_room(0) and bool(self._cache.set(key, value))
 
     async def delete_record(self, key: Hashable) -> None:
-        await self._run(self._cache.delete, key)
+        await self._run(self._delete_record, key)
+
+    def _delete_record(self, key: Hashable) -> None:
+        # Looking costs a read; deleting takes the index's write lock and commits, even for a
+        # key that is not there, which is what nearly every write through the proxy asks for.
+        if key in self._cache:
+            self._cache.delete(key)
 
     async def record_keys(self, first: str) -> list[tuple[str, ...]]:
         """Keys of records whose key tuple starts with `first` (a full walk, off the loop:

@@ -78,6 +78,9 @@ class MetaStore:
         return f"{self.epochs.run}:{epoch}".encode()
 
     async def drop(self, obj: ObjectId) -> None:
+        """Forget the object, after its epoch has moved (the caller's `bump`): a record that a
+        persist begun under the old epoch stores after this looked is removed by that persist
+        itself, so looking before deleting misses nothing."""
         self._ram.pop(obj, None)
         if self._disk is not None:
             await self._disk.delete_record(_disk_key(obj))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -48,7 +48,7 @@ __all__ = [
 ]
 D = TypeVar("D")
 log = logging.getLogger("s3tier.uploads")
-CONFIRM_BUDGET_BYTES = 32 << 20  # bodies held aside, per worker, awaiting their HEAD
+CONFIRM_BUDGET_BYTES = 32 << 20  # written bodies held aside, per worker, until cached
 
 
 @dataclass(slots=True)
@@ -139,7 +139,7 @@ class ReadThrough:
         files: bool,
     ) -> tuple[D, Body | None]:
         confirming = self._adoptions.pending(obj)
-        if confirming is not None:  # just written through this proxy: its HEAD is under way
+        if confirming is not None:  # just written through this proxy: its body is going in
             await asyncio.wait([confirming])
         resolved = await self._resolver.resolve(obj, want)
         decision, span = decide(resolved)
@@ -175,10 +175,6 @@ class ReadThrough:
         """Fresh metadata; `first_block` is the block a cold GET fetches with it (None: HEAD),
         `part` the bytes of it the request needs if not all (a cold GET fetches only those)."""
         return await self._resolver.resolve(obj, Want(first_block, want_checksums, part))
-
-    async def describe(self, obj: ObjectId) -> ObjectMeta | None:
-        """What the upstream says of the object now (a HEAD), or None if it has no such object."""
-        return await self._resolver.describe(obj)
 
     # -- the hit path: RAM only, without awaiting -------------------------------------------
 
@@ -390,8 +386,10 @@ class ReadThrough:
             await self._disk.put(key, data)
 
     def _admit_ram(self, key: BlockKey, data: bytes, meta: ObjectMeta) -> None:
-        if meta.size > self._ram_max:
-            return
+        if meta.size <= self._ram_max:
+            self._store_ram(key, data)
+
+    def _store_ram(self, key: BlockKey, data: bytes) -> None:
         for gone, block in self._ram.store(key, data):
             # RAM evictions demote to disk rather than vanish; most are there already.
             if self._disk is not None and not self._disk.holds(gone):
@@ -417,41 +415,33 @@ class ReadThrough:
         return len(objects)
 
     async def adopt_written(self, obj: ObjectId, etag: str, spool: Spool, generation: int) -> None:
-        """Cache a body the upstream accepted as `etag`, once a HEAD confirms that version is
-        the current one (and tells what a GET would carry: Last-Modified, checksums): in the
-        background while the bodies held aside fit their budget, reads of the object waiting
-        for it (tiering/adoptions.py), else before returning. Closes the spool."""
-        work = self._confirm(obj, etag, spool, generation)
+        """Cache a body the upstream accepted as `etag`: its blocks enter the cache (RAM when
+        the object fits it, else disk) and the object is marked written; its first read
+        confirms it with a HEAD (tiering/resolver.py). In the background while the bodies held
+        aside fit their budget, reads of the object waiting for it (tiering/adoptions.py),
+        else before returning. Closes the spool."""
+        work = self._keep_written(obj, etag, spool, generation)
         if not self._adoptions.later(obj, spool.size, work, spool.close):
             await work
 
-    async def _confirm(self, obj: ObjectId, etag: str, spool: Spool, generation: int) -> None:
+    async def _keep_written(self, obj: ObjectId, etag: str, spool: Spool, generation: int) -> None:
+        size = spool.size
         try:
-            meta = await self.describe(obj)
-            # Another version named: a later write won. Nothing is cached.
-            if meta is not None and meta.etag == etag and meta.size == spool.size:
-                await self.adopt(obj, meta, spool.blocks(), generation)
+            index = 0
+            async for block in spool.blocks():
+                if self.generation(obj) != generation:
+                    return  # written again, or deleted: this version is not the object now
+                key = BlockKey(obj.bucket, obj.key, etag, index)
+                if size <= self._ram_max:
+                    self._store_ram(key, block)
+                elif self._disk is not None:
+                    await self._disk.put(key, block)
+                index += 1
+            self._resolver.written(obj, etag, size, generation)
         except Exception as exc:  # caching is best effort: the write itself has succeeded
             log.warning("not caching %s/%s after PUT: %s", obj.bucket, obj.key, exc)
         finally:
             spool.close()
-
-    async def adopt(
-        self, obj: ObjectId, meta: ObjectMeta, blocks: AsyncIterator[bytes], generation: int
-    ) -> bool:
-        """Cache an object written through the proxy, block by block, unless another write has
-        come since `generation`. Blocks go first, so the metadata never points at missing ones."""
-        index = 0
-        async for block in blocks:
-            if self.generation(obj) != generation:
-                return False
-            await self._store(BlockKey(obj.bucket, obj.key, meta.etag, index), block, meta)
-            index += 1
-        if self.generation(obj) != generation:
-            return False
-        self._metas.remember(obj, meta)
-        await self._metas.persist(obj, meta, generation)
-        return True
 
     async def warm(self, obj: ObjectId, into_ram: bool) -> int:
         """Pull every block of an object into the cache (RAM too if asked and it fits), one

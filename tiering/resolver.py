@@ -5,6 +5,11 @@ a fill (disk, revalidation or a cold fetch) or a checksum look-up. A cold GET fe
 block it needs with the metadata, in one round trip; the orchestrator is told of that block
 (`landed`) while the flight still runs, so nobody fetches it again.
 
+A body written through this proxy is *written*: its blocks are cached under the ETag the upstream
+returned, but nothing is served from them until the first read has confirmed, with one HEAD,
+that this version is the current one and learnt what a GET carries (Last-Modified, checksums).
+A write nobody reads costs the upstream nothing more than the write.
+
 Every write through the proxy bumps its key's *generation* (its write epoch, shared by all
 worker processes: `tiering/epochs.py`). A flight that started under an older generation still
 answers the requests waiting for it, but what it found is never remembered, so a fill that
@@ -20,6 +25,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import NoReturn
 
+from cachetools import LRUCache
+
 from tiering.blockloads import Source
 from tiering.blocks import ObjectId, expected_length
 from tiering.freshness import FreshnessPolicy, is_fresh
@@ -32,6 +39,7 @@ from tiering.upstream import Answer, UpstreamAnswer, UpstreamBroken, UpstreamUna
 from tiering.upstreamreads import UpstreamReads, says_nothing_of_the_object
 
 log = logging.getLogger("s3tier.readthrough")
+WRITTEN_MAX = 1 << 14  # written objects awaiting their first read, per worker
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +93,8 @@ class Resolver:
         self._flights: SingleFlight[tuple[ObjectId, str], Resolved] = SingleFlight(
             tasks.spawn, on_join
         )
+        # (etag, size, generation) of bodies written through this worker, blocks cached.
+        self._written: LRUCache[ObjectId, tuple[str, int, int]] = LRUCache(WRITTEN_MAX)
 
     async def resolve(self, obj: ObjectId, want: Want) -> Resolved:
         """Fresh metadata, and with it on a cold GET the block (or part) `want` names."""
@@ -117,16 +127,20 @@ class Resolver:
         for kind in ("fill", "checksums"):
             self._flights.forget((obj, kind))
 
-    async def describe(self, obj: ObjectId) -> ObjectMeta | None:
-        """What the upstream says of the object now (a HEAD), or None if it has no such object."""
-        answer = await self._reads.head(obj)
-        return self._meta_from_head(answer) if answer.status == 200 else None
+    def written(self, obj: ObjectId, etag: str, size: int, generation: int) -> None:
+        """The upstream accepted a body of `size` bytes as `etag` under `generation`, and its
+        blocks are cached: the first read confirms it (`_confirm_written`)."""
+        if self.generation(obj) == generation:
+            self._written[obj] = (etag, size, generation)
 
     async def _fill(
         self, obj: ObjectId, meta: ObjectMeta | None, want: Want, generation: int
     ) -> Resolved:
         """Metadata that RAM could not give: from disk, by revalidation, or cold."""
         if meta is None:
+            written = self._written.pop(obj, None)
+            if written is not None and written[2] == generation:
+                return await self._confirm_written(obj, written[:2], want, generation)
             meta = await self._metas.load(obj)
             if meta is not None and self.fresh(obj, meta):
                 return Resolved(meta, Source.DISK)
@@ -148,6 +162,26 @@ class Resolver:
         finally:
             if head is not None:
                 head.cancel()
+
+    async def _confirm_written(
+        self, obj: ObjectId, written: tuple[str, int], want: Want, generation: int
+    ) -> Resolved:
+        """The first read of a body written through this proxy: a HEAD says what the object is
+        now. The written version, if it still is the current one, is served from the cache
+        (as a revalidated entry: one request went upstream); another version is a miss like
+        any, and so is a HEAD that fails: the request then takes the cold path, which answers
+        as it would have without the write (the upstream's own error, say)."""
+        try:
+            answer = await self._reads.head(obj)
+        except (UpstreamUnavailable, UpstreamBroken):
+            return await self._cold(obj, want, generation)
+        if answer.status != 200:
+            return await self._cold(obj, want, generation)
+        meta = self._meta_from_head(answer)
+        self._remember(obj, meta, generation)
+        if (meta.etag, meta.size) == written:
+            return Resolved(meta, Source.RAM, revalidated=True)
+        return Resolved(meta, Source.UPSTREAM)
 
     async def _revalidate(
         self, obj: ObjectId, meta: ObjectMeta, first_block: int | None, generation: int
