@@ -248,7 +248,7 @@ def _figures(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "key": r["figure"].key,
             "target": r["figure"].target,
             "s3tier": r["s3tier"],
-            "nginx": r["nginx"],
+            r["figure"].peer: r["nginx"],  # the peer's spread: nginx, or the upstream direct
             "ratio": r["ratio"],
             "met": r["met"],
         }

@@ -285,7 +285,9 @@ def _setup(meta: dict[str, Any], markdown: Path, assets: Path) -> list[str]:
         "counting shim (`benchmarks/shim.py`), which is how upstream bytes are counted and where "
         "W6 adds its latency.",
         "- Load: wrk (`benchmarks/keys.lua` cycles through a key list; 2 threads) for throughput, "
-        "an aiohttp client for the cold phases, W5 and W6.",
+        "an aiohttp client for the cold phases, W5 and W6. Writes (W8, W9, `benchmarks/writes.py`) "
+        "have the upstream itself as their peer, reached through its own shim (the 'nginx' "
+        "columns of those rows): boto3 PUTs from 16 threads, one pyarrow Parquet write.",
         f"- Plan: `{json.dumps(meta['plan'])}`",
         f"- Raw results: [{rel}]({rel}).",
         "",

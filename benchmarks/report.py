@@ -74,6 +74,7 @@ FIGURES = (
     Figure("W7", "rps", "requests/s", "req/s", 1, "ratio>=", 0.6),
     Figure("W8", "puts_per_s", "PUTs/s", "PUT/s", 1, "ratio>=", 0.9, 0, "direct"),
     Figure("W9", "mib_per_s", "MiB/s written", "MiB/s", 1, "ratio>=", 0.9, 1, "direct"),
+    Figure("W10", "mib_per_s", "MiB/s uploaded", "MiB/s", 1, "ratio>=", 0.9, 1, "direct"),
 )
 
 
@@ -176,6 +177,7 @@ def latency_table(workloads: dict[str, Any]) -> list[str]:
         "W7": "wrk",
         "W8": "boto3 PUT, 16 writers (the nginx columns: direct)",
         "W9": "one pyarrow write (the nginx columns: direct)",
+        "W10": "one aws s3 cp, multipart (the nginx columns: direct)",
     }
     for wid in workloads:
         cells = []

@@ -37,7 +37,7 @@ from rig import (
 )
 from seed import Obj
 from servers import rss_bytes
-from writes import w8, w9
+from writes import w8, w9, w10
 
 KIB, MIB, GIB = 1 << 10, 1 << 20, 1 << 30
 RANGE_BYTES = 64 * KIB
@@ -611,5 +611,5 @@ def _size(n: int) -> str:
 
 WORKLOADS = {
     "W1": w1, "W1s": w1s, "W2": w2, "W3": w3, "W4": w4, "W5": w5, "W6": w6, "W7": w7, "W8": w8,
-    "W9": w9,
+    "W9": w9, "W10": w10,
 }  # fmt: skip

@@ -8,8 +8,13 @@ flipped every repetition.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -74,25 +79,38 @@ def put_load(url: str, prefix: str, writers: int, size: int, seconds: float) -> 
     }
 
 
-def w8(rig: Rig, plan: Any) -> dict[str, Any]:
-    """Small PUTs: 16 boto3 writers of 4 KiB objects, through s3tier and direct."""
-    writers, size = 16, 4 * KIB
-    seconds = max(plan.duration_s, 1.0)
+Measure = Callable[[Target, int], dict[str, Any]]
+
+
+def against_direct(
+    rig: Rig, plan: Any, wid: str, measure: Measure, line: Callable[[dict[str, Any]], str]
+) -> dict[str, list[dict[str, Any]]]:
+    """`measure(target, repetition)` through a fresh s3tier and straight to the upstream, in
+    turn, each measurement metered; the records by target name."""
     runs: dict[str, list[dict[str, Any]]] = {}
-    with rig.servers("W8", []) as targets:
+    with rig.servers(wid, []) as targets:
         s3tier = next(t for t in targets if t.name == "s3tier")
         everyone: list[Target] = [s3tier, rig.direct()]
         for rep in range(plan.repeats):
             for t in in_turn(everyone, rep):
                 record: dict[str, Any] = {}
                 with metered(t, record):
-                    record |= put_load(t.url, f"w8/{t.name}/r{rep}", writers, size, seconds)
+                    record |= measure(t, rep)
                 runs.setdefault(t.name, []).append(record)
-                rig.log(
-                    f"  rep {rep + 1} {t.name:8s} {record['puts_per_s']:7,.0f} PUTs/s "
-                    f"p50 {record['p50_ms']:.1f} ms p99 {record['p99_ms']:.1f} ms "
-                    f"errors {record['errors']}"
-                )
+                rig.log(f"  rep {rep + 1} {t.name:8s} {line(record)}")
+    return runs
+
+
+def w8(rig: Rig, plan: Any) -> dict[str, Any]:
+    """Small PUTs: 16 boto3 writers of 4 KiB objects, through s3tier and direct."""
+    writers, size = 16, 4 * KIB
+    seconds = max(plan.duration_s, 1.0)
+    runs = against_direct(
+        rig, plan, "W8",
+        lambda t, rep: put_load(t.url, f"w8/{t.name}/r{rep}", writers, size, seconds),
+        lambda r: f"{r['puts_per_s']:7,.0f} PUTs/s p50 {r['p50_ms']:.1f} ms "
+        f"p99 {r['p99_ms']:.1f} ms errors {r['errors']}",
+    )  # fmt: skip
     params = {"writers": writers, "object_bytes": size, "seconds": seconds, "peer": "direct"}
     title = f"{writers} boto3 writers of {size // KIB} KiB objects (peer: the upstream direct)"
     return {"title": title, "params": params, "runs": runs}
@@ -130,23 +148,62 @@ def w9(rig: Rig, plan: Any) -> dict[str, Any]:
     """pyarrow writing a 48 MiB Parquet file, through s3tier and direct."""
     size = 48 * MIB if not plan.quick else 4 * MIB
     table = parquet_table(size)
-    runs: dict[str, list[dict[str, Any]]] = {}
-    with rig.servers("W9", []) as targets:
-        s3tier = next(t for t in targets if t.name == "s3tier")
-        everyone: list[Target] = [s3tier, rig.direct()]
-        for rep in range(plan.repeats):
-            for t in in_turn(everyone, rep):
-                record: dict[str, Any] = {}
-                with metered(t, record):
-                    record |= parquet_write(t.url, f"w9/{t.name}/r{rep}.parquet", table)
-                runs.setdefault(t.name, []).append(record)
-                rig.log(
-                    f"  rep {rep + 1} {t.name:8s} {record['mib_per_s']:7,.1f} MiB/s "
-                    f"({record['file_bytes'] / MIB:.1f} MiB in {record['seconds']:.2f} s)"
-                )
+    runs = against_direct(
+        rig, plan, "W9",
+        lambda t, rep: parquet_write(t.url, f"w9/{t.name}/r{rep}.parquet", table),
+        lambda r: f"{r['mib_per_s']:7,.1f} MiB/s "
+        f"({r['file_bytes'] / MIB:.1f} MiB in {r['seconds']:.2f} s)",
+    )  # fmt: skip
     params = {"file_bytes": size, "peer": "direct"}
     return {
         "title": "pyarrow writing a Parquet file (peer: the upstream direct)",
         "params": params,
         "runs": runs,
     }
+
+
+def aws_cp(url: str, source: Path, key: str, home: Path) -> dict[str, Any]:
+    """`aws s3 cp` of one local file through `url`: multipart, 8 MiB parts, 10 at once."""
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "config"
+    config.write_text(
+        "[default]\nregion = us-east-1\ns3 =\n  multipart_chunksize = 8MB\n"
+        "  multipart_threshold = 8MB\n  max_concurrent_requests = 10\n",
+        encoding="utf-8",
+    )
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "AWS_CONFIG_FILE": str(config),
+        "AWS_SHARED_CREDENTIALS_FILE": str(home / "credentials"),
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench-secret",
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
+    aws = Path(sys.executable).parent / "aws"
+    argv = [str(aws), "--endpoint-url", url, "s3", "cp", "--only-show-errors", str(source)]
+    started = time.perf_counter()
+    subprocess.run([*argv, f"s3://{BUCKET}/{key}"], env=env, check=True, timeout=600)
+    seconds = time.perf_counter() - started
+    size = source.stat().st_size
+    return {"seconds": seconds, "mib_per_s": size / MIB / seconds}
+
+
+def w10(rig: Rig, plan: Any) -> dict[str, Any]:
+    """A 256 MiB multipart upload with the aws cli, through s3tier and direct."""
+    size = 256 * MIB if not plan.quick else 16 * MIB
+    source = rig.scratch / "w10.bin"
+    with source.open("wb") as out:
+        for _ in range(size // MIB):
+            out.write(os.urandom(MIB))
+    runs = against_direct(
+        rig, plan, "W10",
+        lambda t, rep: aws_cp(
+            t.url, source, f"w10/{t.name}/r{rep}.bin", rig.scratch / f"w10-home-{t.name}"
+        ),
+        lambda r: f"{r['mib_per_s']:7,.1f} MiB/s",
+    )  # fmt: skip
+    source.unlink()
+    params = {"file_bytes": size, "part_bytes": 8 * MIB, "concurrency": 10, "peer": "direct"}
+    title = f"aws s3 cp of {size // MIB} MiB, multipart (peer: the upstream direct)"
+    return {"title": title, "params": params, "runs": runs}
