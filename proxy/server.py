@@ -33,6 +33,7 @@ from proxy.auth import Keyring, Principal
 from proxy.embedded import EMBEDDED_CREDENTIALS, EmbeddedS3
 from proxy.fastpath import FastPath
 from proxy.httpserver import S3TierHttpProtocol
+from tiering.claims import Claims
 from tiering.disk import (
     DiskTier,
     adopt_layout,
@@ -68,6 +69,7 @@ class S3Tier:
         self._keyring = client_keyring(settings, credentials) if settings.auth == "sigv4" else None
         self._components: Components | None = None
         self._disk: DiskTier | None = None
+        self._claims: Claims | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -95,6 +97,10 @@ class S3Tier:
         upstream = Upstream(s.upstream, Signer(self._credentials, s.region), session, self._metrics)
         self._session = session
         self._disk = open_disk_tier(s.disk_dir, s.disk_bytes, shared_disk_ledger())
+        # Several workers share one disk tier: each block is fetched by one of them.
+        claims = None
+        if self._disk is not None and s.workers > 1:
+            claims = self._claims = Claims(os.path.join(s.disk_dir, "claims"))
         readthrough = ReadThrough(
             ram=RamTier(s.ram_bytes),
             disk=self._disk,
@@ -110,6 +116,7 @@ class S3Tier:
                 s.prefetch_bytes,
                 s.prefetch_footer,
             ),
+            claims=claims,
         )
         self._readthrough = readthrough
         fast = FastPath(readthrough, s.base_domain, self._metrics, self._keyring, s.region)
@@ -159,6 +166,8 @@ class S3Tier:
             await self._session.close()
         if self._disk is not None:
             self._disk.close()
+        if self._claims is not None:
+            self._claims.close()
 
 
 def shared_epochs() -> WriteEpochs:

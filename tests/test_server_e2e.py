@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -77,3 +79,21 @@ def test_a_write_through_one_worker_is_seen_by_every_worker_even_under_immutable
         # New connections land on either worker; each may hold the previous version in RAM.
         seen = {requests.get(url, headers={"Connection": "close"}).content for _ in range(12)}
         assert seen == {body}, (version, seen)
+
+
+def test_many_readers_of_one_cold_object_on_several_workers_fetch_each_block_once(
+    start_s3tier: Any, direct: Any, bucket: str, shim: Any
+) -> None:
+    server = start_s3tier("--workers", "2", "--block-size", "1MiB")
+    body = os.urandom(6 * 1024 * 1024 + 123)
+    direct.put_object(Bucket=bucket, Key="herd", Body=body)
+    shim.clear()
+
+    def read(_: int) -> bytes:
+        # A new connection each: the kernel spreads them over both workers.
+        return requests.get(f"{server.url}/{bucket}/herd", headers={"Connection": "close"}).content
+
+    with concurrent.futures.ThreadPoolExecutor(24) as pool:
+        assert all(got == body for got in pool.map(read, range(24)))
+    fetched = shim.matching("GET", contains=f"/{bucket}/herd")
+    assert sum(r.body_bytes for r in fetched) == len(body)  # every byte once, across workers

@@ -15,11 +15,12 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from tiering.adoptions import Adoptions
 from tiering.blockloads import SOURCE_NAMES, BlockLoads, Got, Source
 from tiering.blocks import BlockKey, ObjectId, block_count, expected_length
+from tiering.claims import Claim, Claims
 from tiering.freshness import FreshnessPolicy
 from tiering.meta import ObjectMeta
 from tiering.metastore import MetaStore
@@ -77,8 +78,10 @@ class ReadThrough:
         retry: RetryConfig = RetryConfig(),  # noqa: B008 - frozen
         clock: Callable[[], float] = time.time,
         confirm_budget_bytes: int = CONFIRM_BUDGET_BYTES,
+        claims: Claims | None = None,
     ) -> None:
         self._ram = ram
+        self._claims = claims  # several workers on one disk tier: one fetch per block
         self._disk = disk
         self._metas = metas
         self.block_size = block_size
@@ -96,6 +99,7 @@ class ReadThrough:
             landed=self._landed,
             on_join=self._joined,
             clock=clock,
+            claims=claims,
         )
         self._loads = BlockLoads(self._load, self._tasks.spawn, self._joined)
         self._touched = Touches()  # tiering/parts.py: a block is admitted when read again
@@ -336,12 +340,30 @@ class ReadThrough:
         return await self._loads.get(obj, meta, key, prefetch)
 
     async def _load(self, obj: ObjectId, meta: ObjectMeta, key: BlockKey) -> Done[Got]:
-        """A block below RAM. One from the upstream is served before it is stored."""
+        """A block below RAM. One from the upstream is served before it is stored; with
+        several workers, under the block's claim (tiering/claims.py), let go once stored."""
         data = await self._from_disk(key, meta)
         if data is not None:
             return Done((data, Source.DISK))
-        data = await self._fetch(obj, meta, key.block)
-        return Done((data, Source.UPSTREAM), settle=self._store(key, data, meta))
+        claim = await self._claim(obj, key.block)
+        try:
+            # Another worker may have stored it since the look above, waited for or not.
+            if claim is not None:
+                data = await self._from_disk(key, meta)
+                if data is not None:
+                    claim.release()
+                    return Done((data, Source.DISK))
+            data = await self._fetch(obj, meta, key.block)
+        except BaseException:
+            if claim is not None:
+                claim.release()
+            raise
+        return Done((data, Source.UPSTREAM), settle=self._store(key, data, meta, claim))
+
+    async def _claim(self, obj: ObjectId, index: int) -> Claim | None:
+        if self._claims is None:
+            return None
+        return await self._claims.hold((obj.bucket, obj.key, index))
 
     async def _from_disk(self, key: BlockKey, meta: ObjectMeta) -> bytes | None:
         """The block from disk, promoted to RAM; None if absent or not whole."""
@@ -360,30 +382,44 @@ class ReadThrough:
 
     def _landed(self, obj: ObjectId, resolved: Resolved) -> None:
         """A cold fetch brought a block (or the part of one a first touch needed) along with
-        the metadata, inside the flight: make it visible before anyone else asks."""
+        the metadata, inside the flight: make it visible before anyone else asks. The claim
+        the fetch was made under is let go once the block and the metadata are on disk."""
         meta = resolved.meta
         self.prefetcher.on_cold(obj, meta)
+        stored: asyncio.Task[Any] | None = None
         if resolved.first is not None:
             index, data = resolved.first
-            self._publish(BlockKey(obj.bucket, obj.key, meta.etag, index), data, meta)
+            key = BlockKey(obj.bucket, obj.key, meta.etag, index)
+            stored = self._publish(key, data, meta)
         elif resolved.piece is not None:
             piece = resolved.piece
             key = BlockKey(obj.bucket, obj.key, meta.etag, piece.at // self.block_size)
             # Not cached, but remembered as touched: a second read admits the block.
             self._touched.fresh(key, Span(piece.at, piece.at + len(piece.data) - 1))
+        if resolved.claim is not None:
+            self._tasks.spawn(_release_after(resolved.claim, resolved.persisted, stored))
 
-    def _publish(self, key: BlockKey, data: bytes, meta: ObjectMeta) -> None:
+    def _publish(self, key: BlockKey, data: bytes, meta: ObjectMeta) -> asyncio.Task[Any] | None:
         """Make a block fetched with metadata visible at once, before any await: to RAM, and
-        as a finished load until its disk write lands, so no request fetches it again."""
+        as a finished load until its disk write (returned) lands, so no request fetches it
+        again."""
         self._admit_ram(key, data, meta)
-        disk = self._disk
-        if disk is not None:
-            self._loads.hold(key, (data, Source.UPSTREAM), lambda: disk.put(key, data))
+        if self._disk is None:
+            return None
+        stored = self._tasks.spawn(self._disk.put(key, data))
+        self._loads.hold(key, (data, Source.UPSTREAM), lambda: stored)
+        return stored
 
-    async def _store(self, key: BlockKey, data: bytes, meta: ObjectMeta) -> None:
-        self._admit_ram(key, data, meta)
-        if self._disk is not None:
-            await self._disk.put(key, data)
+    async def _store(
+        self, key: BlockKey, data: bytes, meta: ObjectMeta, claim: Claim | None = None
+    ) -> None:
+        try:
+            self._admit_ram(key, data, meta)
+            if self._disk is not None:
+                await self._disk.put(key, data)
+        finally:
+            if claim is not None:
+                claim.release()
 
     def _admit_ram(self, key: BlockKey, data: bytes, meta: ObjectMeta) -> None:
         if meta.size <= self._ram_max:
@@ -483,6 +519,15 @@ class ReadThrough:
 
     async def close(self) -> None:
         await self._tasks.close()
+
+
+async def _release_after(claim: Claim, *steps: asyncio.Task[Any] | None) -> None:
+    try:
+        pending = [step for step in steps if step is not None]
+        if pending:
+            await asyncio.wait(pending)
+    finally:
+        claim.release()
 
 
 async def _sample_tier(sample: Sample, tier: Tier, share: int) -> None:

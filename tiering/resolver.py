@@ -29,6 +29,7 @@ from cachetools import LRUCache
 
 from tiering.blockloads import Source
 from tiering.blocks import ObjectId, expected_length
+from tiering.claims import Claim, Claims
 from tiering.freshness import FreshnessPolicy, is_fresh
 from tiering.meta import ObjectMeta, content_range_total, md5_matches
 from tiering.metastore import MetaStore
@@ -63,6 +64,8 @@ class Resolved:
     stale: bool = False
     first: tuple[int, bytes] | None = None  # a block fetched along with the metadata
     piece: Piece | None = None  # or, on a first touch, the part of it the request needed
+    claim: Claim | None = None  # the cold fetch's claim, let go once `first` is on disk
+    persisted: asyncio.Task[None] | None = None  # and the metadata too
 
 
 class Resolver:
@@ -80,8 +83,10 @@ class Resolver:
         landed: Callable[[ObjectId, Resolved], None],
         on_join: Callable[[], None],
         clock: Callable[[], float] = time.time,
+        claims: Claims | None = None,
     ) -> None:
         self._metas = metas
+        self._claims = claims
         self._reads = reads
         self._block_size = block_size
         self._freshness = freshness
@@ -151,6 +156,15 @@ class Resolver:
     async def _cold(self, obj: ObjectId, want: Want, generation: int) -> Resolved:
         if want.first_block is None:
             return await self._from_head(obj, generation)
+        claim = None
+        if self._claims is not None and want.part is None:
+            # Several workers: the first block's claim (tiering/claims.py). Once it is held,
+            # what another worker stored meanwhile is on disk: the metadata, then the block.
+            claim = await self._claims.hold((obj.bucket, obj.key, want.first_block))
+            meta = await self._metas.load(obj)
+            if meta is not None and self.fresh(obj, meta):
+                claim.release()
+                return Resolved(meta, Source.DISK)
         # S3 sends full-object checksums only to a whole GET or a HEAD; ask in parallel so a
         # cold miss still costs one round trip of latency.
         head = self._spawn(self._reads.head(obj)) if want.checksums else None
@@ -158,7 +172,16 @@ class Resolver:
             # Nobody has touched a block of an unknown object: fetch only what is needed.
             span = want.part if want.part is not None else self._block(want.first_block)
             answer = await self._reads.get(obj, span)
-            return await self._accept(obj, answer, want.first_block, generation, head, want.part)
+            resolved = await self._accept(
+                obj, answer, want.first_block, generation, head, want.part, claim
+            )
+            if claim is not None and resolved.claim is None:
+                claim.release()  # described by a HEAD, with no block to store
+            return resolved
+        except BaseException:
+            if claim is not None:
+                claim.release()
+            raise
         finally:
             if head is not None:
                 head.cancel()
@@ -223,6 +246,7 @@ class Resolver:
         generation: int,
         head: asyncio.Task[Answer] | None,
         part: Span | None = None,
+        claim: Claim | None = None,
     ) -> Resolved:
         """Turn the answer to a ranged GET into metadata plus its block (or `part` of it)."""
         if answer.status == 416:
@@ -245,11 +269,13 @@ class Resolver:
             raise UpstreamBroken("the object's bytes do not match its ETag")
         if head is not None:
             meta = await self._merge_checksums(meta, head)
-        self._remember(obj, meta, generation)
+        persisted = self._remember(obj, meta, generation)
         if at != index * self._block_size or len(answer.body) != whole:
             resolved = Resolved(meta, Source.UPSTREAM, piece=Piece(at, answer.body))
         else:
             resolved = Resolved(meta, Source.UPSTREAM, first=(index, answer.body))
+        if claim is not None:
+            resolved = replace(resolved, claim=claim, persisted=persisted)
         self._landed(obj, resolved)
         return resolved
 
@@ -295,11 +321,14 @@ class Resolver:
         self._remember(obj, fresh, generation)
         return Resolved(fresh, Source.RAM, revalidated=True)
 
-    def _remember(self, obj: ObjectId, meta: ObjectMeta, generation: int) -> None:
+    def _remember(
+        self, obj: ObjectId, meta: ObjectMeta, generation: int
+    ) -> asyncio.Task[None] | None:
+        """Keep the metadata in RAM now and on disk soon (the task that stores it)."""
         if self.generation(obj) != generation:
-            return
+            return None
         self._metas.remember(obj, meta)
-        self._spawn(self._metas.persist(obj, meta, generation))
+        return self._spawn(self._metas.persist(obj, meta, generation))
 
     def _block(self, index: int) -> Span:
         start = index * self._block_size
