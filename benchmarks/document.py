@@ -166,8 +166,10 @@ def _caveats(meta: dict[str, Any], workloads: dict[str, Any]) -> list[str]:
             f"({params['working_set_bytes'] / (1 << 30):.2f} GiB) rather than sizes up to 4 MiB, "
             f"so that seeding moto takes about a minute (this run: {params['seed_s']} s) and the "
             "cold passes fit the time budget. nginx enforces `max_size` only when its cache "
-            f"manager wakes, at most every 10 s, so its cache overshoots the budget{over}; "
-            "its byte hit ratio is measured with that extra room."
+            f"manager wakes, at most every 10 s, so its cache overshoots the budget{over}. "
+            "Each repetition therefore measures nginx first, with `max_size` at the budget, "
+            "and gives s3tier (`--ram-bytes` and `--disk-bytes`) the bytes nginx actually held "
+            "at its peak: both are compared at the budget nginx honours."
         )
     if "W5" in workloads:
         out.append(
@@ -279,7 +281,7 @@ def _setup(meta: dict[str, Any], markdown: Path, assets: Path) -> list[str]:
         "workload starts both servers afresh (W4 and W7 once per repetition, so every cold phase "
         "is cold).",
         "- nginx: `../shared/peers/nginx-proxy-cache.conf` rendered at run time (prefix, listen, "
-        "upstream substituted; for W7 every `max_size=` set to the s3tier budget), run with "
+        "upstream substituted; for W7 every `max_size=` set to the budget), run with "
         "`-g 'daemon off;'` so its master is our child.",
         "- Upstream: `moto_server`, objects public-read; each server reaches it through its own "
         "counting shim (`benchmarks/shim.py`), which is how upstream bytes are counted and where "

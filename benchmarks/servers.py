@@ -69,7 +69,7 @@ def render_peer(
     template: str, prefix: Path, listen: str, upstream: str, max_size: str | None = None
 ) -> str:
     """Substitute the three placeholders; with `max_size`, also every cache's `max_size=`
-    (W7 gives both servers the same budget). Nothing else in the peer changes."""
+    (W7's budget). Nothing else in the peer changes."""
     text = template.replace("@PREFIX@", str(prefix))
     text = text.replace("@LISTEN@", listen).replace("@UPSTREAM@", upstream)
     if max_size is not None:
