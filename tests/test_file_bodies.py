@@ -41,7 +41,7 @@ class DiskBlocks:
         assert opened is not None and not isinstance(opened, bytes)
         return FilePiece(index * B, opened), Source.DISK
 
-    def file_now(self, obj: ObjectId, meta: ObjectMeta, index: int) -> FilePiece | None:
+    def file_now(self, obj: ObjectId, meta: ObjectMeta, index: int) -> AnyPiece | None:
         return None
 
     def account(self, source: Source, sent_bytes: int, as_file: bool = False) -> None:

@@ -66,28 +66,26 @@ class Claims:
     async def hold(self, key: ClaimKey) -> Claim:
         """The claim on a block, once no other worker holds it (or `WAIT_LIMIT_S` passed)."""
         slot = self.slot(key)
-        if self._holders.get(slot, 0) > 0:  # this process holds the slot: a lock per process
-            self._holders[slot] += 1
-            return Claim(self, slot, held=True, waited=False)
-        fd = self._fd(slot)
         waited = False
         deadline = time.monotonic() + WAIT_LIMIT_S
         while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if not waited:
-                    waited = True
-                    self.waits += 1
-                if time.monotonic() > deadline:
-                    return Claim(self, slot, held=False, waited=True)
-                await asyncio.sleep(POLL_S)
-                if self._holders.get(slot, 0) > 0:  # taken by this process meanwhile
-                    self._holders[slot] += 1
-                    return Claim(self, slot, held=True, waited=True)
-        self._holders[slot] = self._holders.get(slot, 0) + 1
-        return Claim(self, slot, held=True, waited=waited)
+            # The lock belongs to the process: held here already, it is shared, not waited for.
+            if self._holders.get(slot, 0) > 0 or self._lock(slot):
+                self._holders[slot] = self._holders.get(slot, 0) + 1
+                return Claim(self, slot, held=True, waited=waited)
+            if not waited:
+                waited = True
+                self.waits += 1
+            if time.monotonic() > deadline:
+                return Claim(self, slot, held=False, waited=True)
+            await asyncio.sleep(POLL_S)
+
+    def _lock(self, slot: int) -> bool:
+        try:
+            fcntl.flock(self._fd(slot), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
 
     def _let_go(self, slot: int) -> None:
         left = self._holders.get(slot, 0) - 1

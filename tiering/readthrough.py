@@ -33,7 +33,7 @@ from tiering.singleflight import Done
 from tiering.spool import Spool
 from tiering.streaming import AnyPiece, Body, FilePiece
 from tiering.tasks import TaskSet
-from tiering.tier import FileTier, LoopTier, Tier
+from tiering.tier import FileTier, LoopTier, StoredFile, Tier
 from tiering.upstream import Upstream
 from tiering.upstreamreads import ObjectChanged, RetryConfig, UpstreamReads
 
@@ -49,7 +49,7 @@ __all__ = [
 ]
 D = TypeVar("D")
 log = logging.getLogger("s3tier.uploads")
-CONFIRM_BUDGET_BYTES = 32 << 20  # written bodies held aside, per worker, until cached
+WRITTEN_BUDGET_BYTES = 32 << 20  # written bodies held aside, per worker, until cached
 
 
 @dataclass(slots=True)
@@ -77,7 +77,7 @@ class ReadThrough:
         prefetch: PrefetchConfig = PrefetchConfig(),  # noqa: B008 - frozen
         retry: RetryConfig = RetryConfig(),  # noqa: B008 - frozen
         clock: Callable[[], float] = time.time,
-        confirm_budget_bytes: int = CONFIRM_BUDGET_BYTES,
+        written_budget_bytes: int = WRITTEN_BUDGET_BYTES,
         claims: Claims | None = None,
     ) -> None:
         self._ram = ram
@@ -103,7 +103,7 @@ class ReadThrough:
         )
         self._loads = BlockLoads(self._load, self._tasks.spawn, self._joined)
         self._touched = Touches()  # tiering/parts.py: a block is admitted when read again
-        self._adoptions = Adoptions(self._tasks.spawn, confirm_budget_bytes)
+        self._adoptions = Adoptions(self._tasks.spawn, written_budget_bytes)
         self.prefetcher = Prefetcher(
             ReadAhead(prefetch.readahead),
             Budget(prefetch.budget_bytes),
@@ -263,7 +263,7 @@ class ReadThrough:
         holds, of an object RAM never takes, comes as its open file."""
         key = BlockKey(obj.bucket, obj.key, meta.etag, index)
         if files and meta.size > self._ram_max:
-            opened = self.file_now(obj, meta, index) or await self._disk_file(key, meta)
+            opened = self._trusted_file(key, meta) or await self._disk_file(key, meta)
             if opened is not None:
                 return opened, Source.DISK
         span = part_needed(index, self.block_size, meta.size, start, end)
@@ -277,23 +277,17 @@ class ReadThrough:
         data = await self._reads.pinned(obj, meta.etag, span, span.length)
         return Piece(span.start, data), Source.UPSTREAM
 
-    def file_now(self, obj: ObjectId, meta: ObjectMeta, index: int) -> FilePiece | None:
+    def file_now(self, obj: ObjectId, meta: ObjectMeta, index: int) -> AnyPiece | None:
         """Block `index` of an object RAM never takes, as a disk file this process has
         checked, without awaiting; else None. The disk hit path's (tiering/streaming.py)."""
-        disk = self._disk
-        if disk is None or meta.size <= self._ram_max:
+        if self._disk is None or meta.size <= self._ram_max:
             return None
-        key = BlockKey(obj.bucket, obj.key, meta.etag, index)
-        if key in self._loads:
+        return self._trusted_file(BlockKey(obj.bucket, obj.key, meta.etag, index), meta)
+
+    def _trusted_file(self, key: BlockKey, meta: ObjectMeta) -> AnyPiece | None:
+        if self._disk is None or key in self._loads:
             return None
-        opened = disk.open_trusted(key)
-        if opened is None:
-            return None
-        if opened.size != expected_length(index, self.block_size, meta.size):
-            opened.close()
-            return None
-        self.prefetcher.served(key)
-        return FilePiece(index * self.block_size, opened)
+        return self._disk_piece(key, meta, self._disk.open_trusted(key))
 
     async def _disk_file(self, key: BlockKey, meta: ObjectMeta) -> AnyPiece | None:
         """The block as the disk tier's open file (or its bytes, if stored inline), or None:
@@ -302,13 +296,17 @@ class ReadThrough:
         disk = self._disk
         if disk is None or not disk.holds(key) or key in self._loads:
             return None
-        opened = await disk.open_block(key)
+        return self._disk_piece(key, meta, await disk.open_block(key))
+
+    def _disk_piece(
+        self, key: BlockKey, meta: ObjectMeta, opened: StoredFile | bytes | None
+    ) -> AnyPiece | None:
+        """What the disk tier opened, as a piece, if it is the whole block; else None (and
+        the file closed)."""
         if opened is None:
             return None
-        base, length = (
-            key.block * self.block_size,
-            expected_length(key.block, self.block_size, meta.size),
-        )
+        base = key.block * self.block_size
+        length = expected_length(key.block, self.block_size, meta.size)
         if isinstance(opened, bytes):
             piece: AnyPiece | None = Piece(base, opened) if len(opened) == length else None
         elif opened.size == length:
