@@ -68,6 +68,17 @@ def metric(server: S3TierServer, line_start: str) -> float:
     return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(line_start))
 
 
+def on_first_block(bucket: str, key: str) -> Callable[[Recorded], bool]:
+    """A GET of bytes of the first block: its fetch, or a resume of it."""
+    is_object = on_object(bucket, key)
+
+    def matches(r: Recorded) -> bool:
+        start = r.headers.get("Range", "").removeprefix("bytes=").partition("-")[0]
+        return is_object(r) and start.isdigit() and int(start) < MiB
+
+    return matches
+
+
 # -- item 4: a broken block fetch is retried ---------------------------------------------------
 
 
@@ -98,7 +109,18 @@ def test_twenty_readers_of_a_cold_object_all_get_it_when_one_block_fetch_breaks_
     assert served == HERD, f"{served} of {HERD} readers got the object"
     assert {hashlib.md5(o.body).hexdigest() for o in outcomes} == {hashlib.md5(data).hexdigest()}
     fetches = [len(block_gets(shim, bucket, "herd", i)) for i in range(BLOCKS)]
-    assert fetches == [2 if i == broken else 1 for i in range(BLOCKS)]
+    if broken == 0:
+        # The first block was going to the readers as it came (cut-through): it is resumed
+        # from where it broke, not fetched again (tests/test_cutthrough_e2e.py).
+        assert fetches == [1] * BLOCKS
+        resumed = [
+            r
+            for r in shim.matching("GET", f"/{bucket}/herd")
+            if r.headers.get("Range") == f"bytes={64 << 10}-{MiB - 1}"
+        ]
+        assert len(resumed) == 1
+    else:
+        assert fetches == [2 if i == broken else 1 for i in range(BLOCKS)]
 
 
 def test_a_block_fetch_that_breaks_on_every_attempt_fails_every_reader_visibly(
@@ -116,12 +138,29 @@ def test_a_block_fetch_that_breaks_on_every_attempt_fails_every_reader_visibly(
     assert is_whole(fetch(f"{server.url}/{bucket}/herd"), data)
 
 
-def test_a_first_block_that_breaks_on_every_attempt_is_a_clean_503_for_every_reader(
+def test_a_first_block_that_breaks_on_every_attempt_cuts_every_reader_visibly(
     start_s3tier: Callable[..., S3TierServer], direct: Any, bucket: str, shim: UpstreamShim
 ) -> None:
     server = start_s3tier(*TIMEOUT_FLAGS)
     data = put_object(direct, bucket, "herd", SIZE)
-    shim.break_next(on_block(bucket, "herd", 0), 64 << 10, times=None, stall_s=0.2)
+    in_first_block = on_first_block(bucket, "herd")
+    shim.break_next(in_first_block, 64 << 10, times=None, stall_s=0.2)
+    outcomes = herd(f"{server.url}/{bucket}/herd")
+    # Its first bytes went to every reader as they came: each body can only be cut short.
+    assert [(o.status, o.failure) for o in outcomes if not is_visibly_cut(o)] == []
+    assert max(o.seconds for o in outcomes) < BOUND_S
+    # The fetch, then its resume from 64 KiB with that resume's two retries; nothing more.
+    assert len([r for r in list(shim.requests) if in_first_block(r)]) == 4
+    shim.clear_faults()
+    assert is_whole(fetch(f"{server.url}/{bucket}/herd"), data)
+
+
+def test_a_first_block_that_never_answers_is_a_clean_503_for_every_reader(
+    start_s3tier: Callable[..., S3TierServer], direct: Any, bucket: str, shim: UpstreamShim
+) -> None:
+    server = start_s3tier(*TIMEOUT_FLAGS)
+    data = put_object(direct, bucket, "herd", SIZE)
+    shim.reset_next(on_block(bucket, "herd", 0), times=None)
     outcomes = herd(f"{server.url}/{bucket}/herd")
     assert [(o.status, o.failure) for o in outcomes if not is_clean_error(o)] == []
     assert max(o.seconds for o in outcomes) < BOUND_S

@@ -54,6 +54,11 @@ class BlockLoads:
         load, _ = self._join(obj, meta, key, prefetch=False)
         return await asyncio.shield(load)
 
+    def follow(self, key: BlockKey, arrived: Callable[[], Awaitable[Done[Got]]]) -> None:
+        """A block already on its way (a cold GET's, tiering/arrival.py) is loading until
+        `arrived()` is done: nobody fetches it again meanwhile."""
+        self._flight.join(key, arrived)
+
     def hold(self, key: BlockKey, got: Got, settle: Callable[[], Awaitable[object]]) -> None:
         """A block already in hand counts as loaded until `settle()` (its disk write) is done."""
         self._flight.hold(key, got, settle)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from tiering.adoptions import Adoptions
+from tiering.arrival import Arrival
 from tiering.blockloads import SOURCE_NAMES, BlockLoads, Got, Source
 from tiering.blocks import BlockKey, ObjectId, block_count, expected_length
 from tiering.claims import Claim, Claims
@@ -31,7 +32,7 @@ from tiering.readahead import Budget, ReadAhead
 from tiering.resolver import Resolved, Resolver, Want
 from tiering.singleflight import Done
 from tiering.spool import Spool
-from tiering.streaming import AnyPiece, Body, FilePiece
+from tiering.streaming import AnyPiece, Body, FilePiece, FirstPiece
 from tiering.tasks import TaskSet
 from tiering.tier import FileTier, LoopTier, StoredFile, Tier
 from tiering.upstream import Upstream
@@ -156,12 +157,18 @@ class ReadThrough:
 
     async def _first_piece(
         self, obj: ObjectId, resolved: Resolved, index: int, span: Span, files: bool
-    ) -> tuple[AnyPiece, Source]:
-        """What `span` needs of its first block: what came with the metadata, or RAM, or more."""
+    ) -> tuple[FirstPiece, Source]:
+        """What `span` needs of its first block: what came (or is arriving) with the metadata,
+        or RAM, or more."""
         base = index * self.block_size
         if resolved.first is not None and resolved.first[0] == index:
             return Piece(base, resolved.first[1]), Source.UPSTREAM
         need = needed(index, self.block_size, resolved.meta.size, span.start, span.end)
+        arrival = resolved.arrival
+        if arrival is not None and arrival.at <= need.start <= arrival.end:
+            # Cut-through: the first bytes are in hand, the rest follow (tiering/arrival.py).
+            await arrival.wait(span.start)
+            return arrival, Source.UPSTREAM
         if resolved.piece is not None and resolved.piece.covers(need):
             return resolved.piece, Source.UPSTREAM
         data = self.cached_block(obj, resolved.meta, index)
@@ -389,13 +396,38 @@ class ReadThrough:
             index, data = resolved.first
             key = BlockKey(obj.bucket, obj.key, meta.etag, index)
             stored = self._publish(key, data, meta)
-        elif resolved.piece is not None:
-            piece = resolved.piece
-            key = BlockKey(obj.bucket, obj.key, meta.etag, piece.at // self.block_size)
+        elif resolved.arrival is not None and resolved.whole:
+            arrival = resolved.arrival
+            key = BlockKey(obj.bucket, obj.key, meta.etag, arrival.at // self.block_size)
+            claim, persisted = resolved.claim, resolved.persisted
+            self._loads.follow(key, lambda: self._arrived(key, arrival, meta, claim, persisted))
+            return  # its claim is let go once it is stored
+        elif resolved.piece is not None or resolved.arrival is not None:
+            at, end = _extent(resolved)
+            key = BlockKey(obj.bucket, obj.key, meta.etag, at // self.block_size)
             # Not cached, but remembered as touched: a second read admits the block.
-            self._touched.fresh(key, Span(piece.at, piece.at + len(piece.data) - 1))
+            self._touched.fresh(key, Span(at, end))
         if resolved.claim is not None:
             self._tasks.spawn(_release_after(resolved.claim, resolved.persisted, stored))
+
+    async def _arrived(
+        self,
+        key: BlockKey,
+        arrival: Arrival,
+        meta: ObjectMeta,
+        claim: Claim | None,
+        persisted: asyncio.Task[None] | None,
+    ) -> Done[Got]:
+        """A block arriving with its metadata is loading until it is in, then stored like any
+        block from the upstream; a failed arrival stores nothing (readers that joined it meet
+        its failure)."""
+        try:
+            data = await arrival.done
+        except BaseException:
+            if claim is not None:
+                claim.release()
+            raise
+        return Done((data, Source.UPSTREAM), settle=self._store(key, data, meta, claim, persisted))
 
     def _publish(self, key: BlockKey, data: bytes, meta: ObjectMeta) -> asyncio.Task[Any] | None:
         """Make a block fetched with metadata visible at once, before any await: to RAM, and
@@ -409,15 +441,22 @@ class ReadThrough:
         return stored
 
     async def _store(
-        self, key: BlockKey, data: bytes, meta: ObjectMeta, claim: Claim | None = None
+        self,
+        key: BlockKey,
+        data: bytes,
+        meta: ObjectMeta,
+        claim: Claim | None = None,
+        persisted: asyncio.Task[None] | None = None,
     ) -> None:
+        """To RAM and disk; then the claim it was fetched under is let go, once the metadata
+        that came with it is on disk too (`persisted`)."""
         try:
             self._admit_ram(key, data, meta)
             if self._disk is not None:
                 await self._disk.put(key, data)
         finally:
             if claim is not None:
-                claim.release()
+                await _release_after(claim, persisted)
 
     def _admit_ram(self, key: BlockKey, data: bytes, meta: ObjectMeta) -> None:
         if meta.size <= self._ram_max:
@@ -517,6 +556,14 @@ class ReadThrough:
 
     async def close(self) -> None:
         await self._tasks.close()
+
+
+def _extent(resolved: Resolved) -> tuple[int, int]:
+    """First and last offset of the part of a block a first touch fetched."""
+    if resolved.arrival is not None:
+        return resolved.arrival.at, resolved.arrival.end
+    assert resolved.piece is not None
+    return resolved.piece.at, resolved.piece.at + len(resolved.piece.data) - 1
 
 
 async def _release_after(claim: Claim, *steps: asyncio.Task[Any] | None) -> None:

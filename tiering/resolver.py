@@ -23,10 +23,11 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from cachetools import LRUCache
 
+from tiering.arrival import Arrival
 from tiering.blockloads import Source
 from tiering.blocks import ObjectId, expected_length
 from tiering.claims import Claim, Claims
@@ -37,7 +38,7 @@ from tiering.parts import Piece, Span
 from tiering.singleflight import SingleFlight
 from tiering.tasks import TaskSet
 from tiering.upstream import Answer, UpstreamAnswer, UpstreamBroken, UpstreamUnavailable
-from tiering.upstreamreads import UpstreamReads, says_nothing_of_the_object
+from tiering.upstreamreads import Shape, UpstreamReads, says_nothing_of_the_object
 
 log = logging.getLogger("s3tier.readthrough")
 WRITTEN_MAX = 1 << 14  # written objects awaiting their first read, per worker
@@ -64,6 +65,8 @@ class Resolved:
     stale: bool = False
     first: tuple[int, bytes] | None = None  # a block fetched along with the metadata
     piece: Piece | None = None  # or, on a first touch, the part of it the request needed
+    arrival: Arrival | None = None  # or either, still arriving (tiering/arrival.py)
+    whole: bool = False  # the arrival is a whole block (else the part a first touch needs)
     claim: Claim | None = None  # the cold fetch's claim, let go once `first` is on disk
     persisted: asyncio.Task[None] | None = None  # and the metadata too
 
@@ -146,34 +149,43 @@ class Resolver:
             written = self._written.pop(obj, None)
             if written is not None and written[2] == generation:
                 return await self._confirm_written(obj, written[:2], want, generation)
-            meta = await self._metas.load(obj)
-            if meta is not None and self.fresh(obj, meta):
+            claim = await self._claim(obj, want)
+            try:
+                meta = await self._metas.load(obj)
+            except BaseException:
+                if claim is not None:
+                    claim.release()
+                raise
+            if meta is None:
+                return await self._cold(obj, want, generation, claim)
+            if claim is not None:
+                claim.release()
+            if self.fresh(obj, meta):
                 return Resolved(meta, Source.DISK)
-        if meta is not None:
-            return await self._revalidate(obj, meta, want.first_block, generation)
-        return await self._cold(obj, want, generation)
+        return await self._revalidate(obj, meta, want.first_block, generation)
 
-    async def _cold(self, obj: ObjectId, want: Want, generation: int) -> Resolved:
+    async def _claim(self, obj: ObjectId, want: Want) -> Claim | None:
+        """With several workers, the claim on the block a cold GET would fetch with the
+        metadata (tiering/claims.py), taken before the disk is asked for the metadata: what
+        another worker stored under it is then on disk, so one look is enough. A first-touch
+        part (cached by nobody) and a HEAD take none."""
+        if self._claims is None or want.first_block is None or want.part is not None:
+            return None
+        return await self._claims.hold((obj.bucket, obj.key, want.first_block))
+
+    async def _cold(
+        self, obj: ObjectId, want: Want, generation: int, claim: Claim | None = None
+    ) -> Resolved:
         if want.first_block is None:
             return await self._from_head(obj, generation)
-        claim = None
-        if self._claims is not None and want.part is None:
-            # Several workers: the first block's claim (tiering/claims.py). Once it is held,
-            # what another worker stored meanwhile is on disk: the metadata, then the block.
-            claim = await self._claims.hold((obj.bucket, obj.key, want.first_block))
-            meta = await self._metas.load(obj)
-            if meta is not None and self.fresh(obj, meta):
-                claim.release()
-                return Resolved(meta, Source.DISK)
         # S3 sends full-object checksums only to a whole GET or a HEAD; ask in parallel so a
         # cold miss still costs one round trip of latency.
         head = self._spawn(self._reads.head(obj)) if want.checksums else None
         try:
             # Nobody has touched a block of an unknown object: fetch only what is needed.
             span = want.part if want.part is not None else self._block(want.first_block)
-            answer = await self._reads.get(obj, span)
-            resolved = await self._accept(
-                obj, answer, want.first_block, generation, head, want.part, claim
+            resolved = await self._arriving(
+                obj, span, want.first_block, generation, head, want.part, claim
             )
             if claim is not None and resolved.claim is None:
                 claim.release()  # described by a HEAD, with no block to store
@@ -238,6 +250,75 @@ class Resolver:
         log.warning("revalidation of %s/%s failed (%s), serving stale", obj.bucket, obj.key, why)
         return Resolved(meta, Source.RAM, stale=True)
 
+    async def _arriving(
+        self,
+        obj: ObjectId,
+        span: Span,
+        index: int,
+        generation: int,
+        head: asyncio.Task[Answer] | None,
+        part: Span | None,
+        claim: Claim | None,
+    ) -> Resolved:
+        """A cold GET whose block (or part) is handed on as it arrives (tiering/arrival.py):
+        the metadata is known, and the request can be answered, once the headers are in. An
+        answer that is not the bytes asked for (a refusal, a 416) is read whole and judged as
+        before."""
+        loop = asyncio.get_running_loop()
+        heard: asyncio.Future[tuple[ObjectMeta, Arrival]] = loop.create_future()
+
+        def shape(answer: Answer) -> Arrival | None:
+            if answer.status not in (200, 206) or heard.done():
+                return None
+            declared = answer.header(b"content-length")
+            if declared is None:
+                return None
+            size, at, length, _ = self._placed(answer, index, part, int(declared))
+            meta = ObjectMeta.from_upstream(answer.headers, size, self._clock(), whole=False)
+            arrival = Arrival(at, length)
+            heard.set_result((meta, arrival))
+            return arrival
+
+        fill = self._spawn(self._arrive(obj, span, shape, heard))
+        either: list[asyncio.Future[Any]] = [heard, fill]
+        await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        answer = fill.result() if not heard.done() else None
+        if answer is not None:
+            return await self._accept(obj, answer, index, generation, head, part, claim)
+        meta, arrival = heard.result()
+        if head is not None:
+            meta = await self._merge_checksums(meta, head)
+        return self._found(obj, meta, arrival, generation, claim)
+
+    async def _arrive(
+        self,
+        obj: ObjectId,
+        span: Span,
+        shape: Shape,
+        heard: asyncio.Future[tuple[ObjectMeta, Arrival]],
+    ) -> Answer | None:
+        """Fetch into the arrival `shape` makes, check it, release it. Raises only while no
+        arrival exists; after that, a failure is the arrival's, which its readers meet."""
+        try:
+            answer = await self._reads.arrive(obj, span, shape)
+            if not heard.done():
+                return answer
+            meta, arrival = heard.result()
+            if arrival.length == meta.size and not md5_matches(meta, arrival.contents()):
+                raise UpstreamBroken("the object's bytes do not match its ETag")
+            arrival.finish()
+        except BaseException as exc:
+            if not heard.done():
+                raise
+            meta, arrival = heard.result()
+            arrival.fail(exc)
+            log.warning("cold fetch of %s/%s failed: %s", obj.bucket, obj.key, exc)
+            if isinstance(exc, UpstreamBroken):
+                await self._metas.drop(obj)  # never serve metadata of bytes that did not come
+            if not isinstance(exc, Exception):
+                raise
+        return None
+
     async def _accept(
         self,
         obj: ObjectId,
@@ -248,32 +329,58 @@ class Resolver:
         part: Span | None = None,
         claim: Claim | None = None,
     ) -> Resolved:
-        """Turn the answer to a ranged GET into metadata plus its block (or `part` of it)."""
+        """Turn the whole answer to a ranged GET into metadata plus its block (or `part`)."""
         if answer.status == 416:
             # The block starts past the end: the object is empty or shorter than asked. Only a
             # HEAD can describe it.
             return await self._from_head(obj, generation)
         if answer.status not in (200, 206):
             await self._refused(obj, answer, answer.body)
-        total = content_range_total(answer.header(b"content-range") or "")
-        size = total if answer.status == 206 and total is not None else len(answer.body)
-        if answer.status == 200:
-            index, part = 0, None
-        at = part.start if part is not None else index * self._block_size
-        whole = expected_length(index, self._block_size, size)
-        want = whole if part is None else min(part.end, size - 1) - part.start + 1
-        if len(answer.body) != want:
+        size, at, length, _ = self._placed(answer, index, part, len(answer.body))
+        if len(answer.body) != length:
             raise UpstreamBroken("block length differs from Content-Range")
         meta = ObjectMeta.from_upstream(answer.headers, size, self._clock(), whole=False)
         if len(answer.body) == size and not md5_matches(meta, answer.body):
             raise UpstreamBroken("the object's bytes do not match its ETag")
         if head is not None:
             meta = await self._merge_checksums(meta, head)
+        return self._found(obj, meta, Piece(at, answer.body), generation, claim)
+
+    def _placed(
+        self, answer: Answer, index: int, part: Span | None, received: int
+    ) -> tuple[int, int, int, int]:
+        """The object's size, and where the body of an answer to a ranged GET of block `index`
+        (or of `part` of it) sits: its offset, its length, and the whole block's length."""
+        total = content_range_total(answer.header(b"content-range") or "")
+        size = total if answer.status == 206 and total is not None else received
+        if answer.status == 200:
+            index, part = 0, None
+        at = part.start if part is not None else index * self._block_size
+        whole = expected_length(index, self._block_size, size)
+        length = whole if part is None else min(part.end, size - 1) - part.start + 1
+        return size, at, length, whole
+
+    def _found(
+        self,
+        obj: ObjectId,
+        meta: ObjectMeta,
+        first: Piece | Arrival,
+        generation: int,
+        claim: Claim | None,
+    ) -> Resolved:
+        """Metadata from a GET, remembered, with the bytes that came (or are coming) with it."""
         persisted = self._remember(obj, meta, generation)
-        if at != index * self._block_size or len(answer.body) != whole:
-            resolved = Resolved(meta, Source.UPSTREAM, piece=Piece(at, answer.body))
+        length = first.length if isinstance(first, Arrival) else len(first.data)
+        index = first.at // self._block_size
+        whole = first.at == index * self._block_size and length == expected_length(
+            index, self._block_size, meta.size
+        )
+        if isinstance(first, Arrival):
+            resolved = Resolved(meta, Source.UPSTREAM, arrival=first, whole=whole)
+        elif whole:
+            resolved = Resolved(meta, Source.UPSTREAM, first=(index, first.data))
         else:
-            resolved = Resolved(meta, Source.UPSTREAM, first=(index, answer.body))
+            resolved = Resolved(meta, Source.UPSTREAM, piece=first)
         if claim is not None:
             resolved = replace(resolved, claim=claim, persisted=persisted)
         self._landed(obj, resolved)

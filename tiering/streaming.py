@@ -10,6 +10,10 @@ Read-ahead learns from what was sent: a short answer (two blocks at most) as one
 when it crosses a block boundary, so a random 64 KiB range does not look like a reader walking
 forward; a longer one block by block.
 
+The first piece may be a block still arriving from the upstream (tiering/arrival.py): its
+bytes are sent as they come, and it is the arrival that holds back the block's last byte until
+the block is whole and checked.
+
 A body may be asked for file spans (`files`): then a block that only the disk tier holds, of an
 object too large for RAM, comes as a `FileSpan` of its open file for the wire to send with
 `sendfile`, not as bytes read into Python. The body owns those files: each is closed once the
@@ -25,6 +29,7 @@ from collections.abc import AsyncGenerator, Callable
 from contextlib import aclosing
 from typing import Protocol
 
+from tiering.arrival import Arrival
 from tiering.blockloads import Source
 from tiering.blocks import ObjectId, block_span
 from tiering.meta import ObjectMeta
@@ -77,6 +82,7 @@ class FilePiece:
 Chunk = bytes | memoryview | FileSpan
 Chunks = AsyncGenerator[Chunk, None]
 AnyPiece = Piece | FilePiece
+FirstPiece = AnyPiece | Arrival  # a body's first piece may still be arriving
 
 
 def close_piece(piece: AnyPiece) -> None:
@@ -111,7 +117,7 @@ class Body:
         obj: ObjectId,
         meta: ObjectMeta,
         span: Span,
-        first: tuple[AnyPiece, Source],
+        first: tuple[FirstPiece, Source],
         source: Source,
         files: bool = False,
     ) -> None:
@@ -127,7 +133,8 @@ class Body:
     def close(self) -> None:
         """Let go of the first piece's file if the chunks were never read (closing twice is
         harmless)."""
-        close_piece(self._first[0])
+        if not isinstance(self._first[0], Arrival):
+            close_piece(self._first[0])
 
     async def chunks(
         self, stopped: Callable[[], bool] = lambda: False
@@ -135,12 +142,23 @@ class Body:
         """The bytes in order; fewer than `span` holds if a block failed, or once `stopped`
         (the client has gone), which is asked before each block after the first."""
         piece, source = self._first
-        data = piece.slice(self.span.start, self.span.end)
-        self._blocks.account(source, len(data), isinstance(data, FileSpan))
-        try:
-            yield data
-        finally:
-            close_piece(piece)
+        if isinstance(piece, Arrival):
+            try:
+                async for view in piece.follow(self.span.start, self.span.end):
+                    self._blocks.account(source, len(view))
+                    yield view
+                    if stopped():
+                        return
+            except (ObjectChanged, UpstreamBroken, UpstreamUnavailable) as exc:
+                self._aborted(exc)
+                return
+        else:
+            data = piece.slice(self.span.start, self.span.end)
+            self._blocks.account(source, len(data), isinstance(data, FileSpan))
+            try:
+                yield data
+            finally:
+                close_piece(piece)
         short = len(self._indices) <= SHORT_RESPONSE_BLOCKS
         if not short:
             first_end = (self._indices[0] + 1) * self._blocks.block_size - 1
@@ -171,7 +189,10 @@ class Body:
                             needed(index, self._blocks.block_size, size, span.start, span.end)
                         )
         except (ObjectChanged, UpstreamBroken, UpstreamUnavailable) as exc:
-            log.warning("aborting stream of %s/%s: %s", self._obj.bucket, self._obj.key, exc)
+            self._aborted(exc)
+
+    def _aborted(self, exc: Exception) -> None:
+        log.warning("aborting stream of %s/%s: %s", self._obj.bucket, self._obj.key, exc)
 
     def _note(self, sent: Span) -> None:
         self._blocks.note_read(self._obj, self._meta, sent.start, sent.end, self.span)

@@ -12,9 +12,10 @@ own refusal, kept whole for `proxy/errors.py` to replay verbatim.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 from urllib.parse import quote
 
 import aiohttp
@@ -68,6 +69,15 @@ class Answer:
         return None
 
 
+class Sink(Protocol):
+    """Where a body goes as it arrives (tiering/arrival.py)."""
+
+    def write(self, piece: bytes) -> None: ...
+
+
+Into = Callable[[Answer], Sink | None]
+
+
 @contextmanager
 def _map_errors(answered: bool = True) -> Iterator[None]:
     """aiohttp's exceptions as ours. Before the status line a failure means no answer at all
@@ -105,13 +115,23 @@ class Upstream:
         limit: int,
         query: str = "",
         operation: str = "get_block",
+        into: Into | None = None,
     ) -> Answer:
-        """Send a bodiless request and read its whole answer, at most `limit` bytes of body."""
+        """Send a bodiless request and read its whole answer, at most `limit` bytes of body.
+        With `into`, which is shown the status and headers first: if it returns a sink, the
+        body goes there as it arrives, and the answer returned has none."""
         async with self.open(
             method, path, query, headers, None, EMPTY_SHA256, operation
         ) as response:
             declared = response.content_length
             has_body = method != "HEAD" and response.status not in (204, 304)
+            sink = None
+            if into is not None and has_body:
+                sink = into(Answer(response.status, tuple(response.raw_headers), b""))
+            if sink is not None:
+                async for piece in read_chunks(response, 1 << 16):
+                    sink.write(piece)
+                return Answer(response.status, tuple(response.raw_headers), b"")
             if has_body and declared is not None and declared <= limit:
                 body = await _read_into(response, declared)
             else:

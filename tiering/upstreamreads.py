@@ -10,16 +10,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from tiering.arrival import Arrival
 from tiering.blocks import ObjectId
 from tiering.parts import Span
-from tiering.upstream import Answer, Upstream, UpstreamBroken, UpstreamUnavailable, object_path
+from tiering.upstream import (
+    Answer,
+    Into,
+    Sink,
+    Upstream,
+    UpstreamBroken,
+    UpstreamUnavailable,
+    object_path,
+)
 
 log = logging.getLogger("s3tier.readthrough")
 CHECKSUM_MODE = {"x-amz-checksum-mode": "ENABLED"}
 RETRY_STATUSES = frozenset({500, 503})
+Shape = Callable[[Answer], Arrival | None]  # the arrival an answer's body is to fill, if any
 
 
 class ObjectChanged(Exception):
@@ -60,6 +70,35 @@ class UpstreamReads:
             headers["if-match"] = if_match
         return await self._call("GET", obj, headers, span.length)
 
+    async def arrive(self, obj: ObjectId, span: Span, shape: Shape) -> Answer:
+        """A GET of bytes `span` whose body, if `shape` makes an arrival of the answer's status
+        and headers, goes into that arrival as it comes (tiering/arrival.py). Returns once the
+        body is in: the answer, without its body if the arrival took it. A body that breaks
+        off is resumed from where it stopped, pinned by If-Match to the version that began
+        it; raises if that fails too (the caller fails the arrival)."""
+        began: list[tuple[Answer, Arrival]] = []
+
+        def into(answer: Answer) -> Arrival | None:
+            arrival = shape(answer)
+            if arrival is not None:
+                began.append((answer, arrival))
+            return arrival
+
+        headers = {"range": f"bytes={span.start}-{span.end}"}
+        try:
+            return await self._call("GET", obj, headers, span.length, into)
+        except UpstreamBroken:
+            if not began:
+                raise
+        answer, arrival = began[0]
+        etag = answer.header(b"etag")
+        if etag is None:
+            raise UpstreamBroken("the answer broke off and has no ETag to resume it by")
+        rest = Span(arrival.at + arrival.filled, arrival.end)
+        log.info("resuming %s/%s from byte %d", obj.bucket, obj.key, rest.start)
+        arrival.write(await self.pinned(obj, etag, rest, rest.length))
+        return answer
+
     async def pinned(self, obj: ObjectId, etag: str, span: Span, length: int) -> bytes:
         """Bytes `span` of version `etag`, `length` of them (a last block ends before the span
         does), or an exception: ObjectChanged when that version is gone."""
@@ -81,20 +120,35 @@ class UpstreamReads:
         return await self._call("HEAD", obj, headers, 0)
 
     async def _call(
-        self, method: str, obj: ObjectId, headers: dict[str, str], limit: int
+        self,
+        method: str,
+        obj: ObjectId,
+        headers: dict[str, str],
+        limit: int,
+        into: Into | None = None,
     ) -> Answer:
         """A broken body is retried too because `fetch` holds the whole answer before returning
-        it: none of its bytes has reached anyone yet. A block after the first is pinned by
+        it: none of its bytes has reached anyone yet. Not so a body that went `into` a sink
+        as it came: that one is the caller's to resume. A block after the first is pinned by
         If-Match, so a retry cannot return another version's bytes."""
         path = object_path(obj.bucket, obj.key)
         operation = "get_block" if method == "GET" else "head"
+        streamed = False
+
+        def watched(answer: Answer) -> Sink | None:
+            nonlocal streamed
+            sink = into(answer) if into is not None else None
+            streamed = streamed or sink is not None
+            return sink
+
         for attempt, pause in enumerate((*self._retry.backoffs_s, None)):
             try:
                 answer = await self._upstream.fetch(
-                    method, path, dict(headers), max(limit, 1 << 16), operation=operation
-                )
+                    method, path, dict(headers), max(limit, 1 << 16), operation=operation,
+                    into=watched if into is not None else None,
+                )  # fmt: skip
             except (UpstreamUnavailable, UpstreamBroken):
-                if pause is None:
+                if pause is None or streamed:
                     raise
             else:
                 if answer.status not in RETRY_STATUSES or pause is None:
