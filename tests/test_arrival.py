@@ -4,6 +4,7 @@ its last byte is theirs only once it is whole and checked."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 
 import pytest
 
@@ -91,5 +92,39 @@ def test_more_bytes_than_the_block_holds_are_refused_and_finish_needs_every_byte
         arrival.write(b"ab")
         with pytest.raises(UpstreamBroken):
             arrival.finish()
+
+    asyncio.run(scenario())
+
+
+def test_a_reader_behind_the_arrival_reads_across_pieces_and_on_after_the_join() -> None:
+    async def scenario() -> None:
+        arrival = Arrival(at=10, length=12)
+        for piece in (b"abc", b"defg", b"hi", b"jkl"):
+            arrival.write(piece)
+        got: list[bytes] = []
+        follower = arrival.follow(14, 21)
+        got.append(bytes(await anext(follower)))  # from inside the second piece, to its end
+        arrival.finish()
+        await asyncio.sleep(0)  # the block is joined for the tiers meanwhile
+        assert arrival.done.result() == b"abcdefghijkl"
+        async for view in follower:
+            got.append(bytes(view))
+        assert got[0] == b"efg"
+        assert b"".join(got) == b"efghijkl"
+
+    asyncio.run(scenario())
+
+
+def test_an_md5_that_does_not_match_fails_the_finish() -> None:
+    async def scenario() -> None:
+        good = Arrival(at=0, length=3, md5=hashlib.md5(b"abc").hexdigest())
+        good.write(b"ab")
+        good.write(b"c")
+        good.finish()
+        bad = Arrival(at=0, length=3, md5=hashlib.md5(b"abd").hexdigest())
+        bad.write(b"abc")
+        with pytest.raises(UpstreamBroken):
+            bad.finish()
+        assert bad.released() == 2
 
     asyncio.run(scenario())

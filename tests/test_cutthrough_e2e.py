@@ -26,6 +26,17 @@ def gets_of(bucket: str, key: str, range_from: int | None = None) -> Any:
     return matches
 
 
+def resumes_of(bucket: str, key: str, broken_after: int) -> Any:
+    """GETs of the rest of block 0 after a break: from what arrived, at most `broken_after`
+    (aiohttp reports the break before handing over what it had buffered of the last read)."""
+
+    def matches(r: Recorded) -> bool:
+        start = r.headers.get("Range", "").removeprefix("bytes=").partition("-")[0]
+        return gets_of(bucket, key)(r) and start.isdigit() and 0 < int(start) <= broken_after
+
+    return matches
+
+
 def dripping(
     direct: Any, shim: UpstreamShim, bucket: str, key: str, size: int, every_s: float
 ) -> bytes:
@@ -80,10 +91,10 @@ def test_a_break_mid_block_is_resumed_from_its_offset_pinned_to_the_version(
     resumed = [
         r
         for r in shim.matching("GET", f"/{bucket}/resume")
-        if gets_of(bucket, "resume", 300_000)(r)
+        if resumes_of(bucket, "resume", 300_000)(r)
     ]
     assert len(resumed) == 1
-    assert resumed[0].headers["Range"] == f"bytes=300000-{MiB - 1}"
+    assert resumed[0].headers["Range"].endswith(f"-{MiB - 1}")
     assert resumed[0].headers["If-Match"] == got.headers["ETag"]
     again = requests.get(f"{proxy_server.url}/{bucket}/resume")
     assert again.content == data
@@ -99,7 +110,8 @@ def test_an_object_replaced_before_the_resume_ends_the_body_short_and_caches_not
     direct.put_object(Bucket=bucket, Key=key, Body=old)
     shim.break_next(gets_of(bucket, key, 0), after_bytes=200_000)
     shim.before_next(
-        gets_of(bucket, key, 200_000), lambda: direct.put_object(Bucket=bucket, Key=key, Body=new)
+        resumes_of(bucket, key, 200_000),
+        lambda: direct.put_object(Bucket=bucket, Key=key, Body=new),
     )
     with (
         pytest.raises(requests.exceptions.ChunkedEncodingError),

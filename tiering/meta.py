@@ -98,7 +98,15 @@ def _replayable(etag: str, checksums: Headers) -> Headers:
 
 
 def md5_matches(meta: ObjectMeta, whole_body: bytes) -> bool:
-    """False only when the ETag is a plain MD5 of the content and the body does not hash to it.
+    """False only when the ETag is a plain MD5 of the content and the body does not hash to it."""
+    expected = etag_md5(meta)
+    if expected is None:
+        return True
+    return hashlib.md5(whole_body, usedforsecurity=False).hexdigest() == expected
+
+
+def etag_md5(meta: ObjectMeta) -> str | None:
+    """The MD5 (hex) the object's bytes must hash to, or None when its ETag is not one.
 
     S3's ETag is the MD5 of the bytes for single-part objects stored unencrypted or with SSE-S3;
     multipart ETags end in -N, and SSE-KMS/SSE-C ETags are not MD5s, so those are not checked.
@@ -110,8 +118,8 @@ def md5_matches(meta: ObjectMeta, whole_body: bytes) -> bool:
         for name, value in meta.headers
     )
     if encrypted or len(etag) != 32 or not all(c in "0123456789abcdef" for c in etag):
-        return True
-    return hashlib.md5(whole_body, usedforsecurity=False).hexdigest() == etag
+        return None
+    return etag
 
 
 def parse_date(value: str) -> int | None:

@@ -32,7 +32,7 @@ from tiering.blockloads import Source
 from tiering.blocks import ObjectId, expected_length
 from tiering.claims import Claim, Claims
 from tiering.freshness import FreshnessPolicy, is_fresh
-from tiering.meta import ObjectMeta, content_range_total, md5_matches
+from tiering.meta import ObjectMeta, content_range_total, etag_md5, md5_matches
 from tiering.metastore import MetaStore
 from tiering.parts import Piece, Span
 from tiering.singleflight import SingleFlight
@@ -275,7 +275,7 @@ class Resolver:
                 return None
             size, at, length, _ = self._placed(answer, index, part, int(declared))
             meta = ObjectMeta.from_upstream(answer.headers, size, self._clock(), whole=False)
-            arrival = Arrival(at, length)
+            arrival = Arrival(at, length, etag_md5(meta) if length == size else None)
             heard.set_result((meta, arrival))
             return arrival
 
@@ -303,14 +303,11 @@ class Resolver:
             answer = await self._reads.arrive(obj, span, shape)
             if not heard.done():
                 return answer
-            meta, arrival = heard.result()
-            if arrival.length == meta.size and not md5_matches(meta, arrival.contents()):
-                raise UpstreamBroken("the object's bytes do not match its ETag")
-            arrival.finish()
+            heard.result()[1].finish()
         except BaseException as exc:
             if not heard.done():
                 raise
-            meta, arrival = heard.result()
+            arrival = heard.result()[1]
             arrival.fail(exc)
             log.warning("cold fetch of %s/%s failed: %s", obj.bucket, obj.key, exc)
             if isinstance(exc, UpstreamBroken):
@@ -369,7 +366,8 @@ class Resolver:
         claim: Claim | None,
     ) -> Resolved:
         """Metadata from a GET, remembered, with the bytes that came (or are coming) with it."""
-        persisted = self._remember(obj, meta, generation)
+        arriving = first.done if isinstance(first, Arrival) else None
+        persisted = self._remember(obj, meta, generation, arriving)
         length = first.length if isinstance(first, Arrival) else len(first.data)
         index = first.at // self._block_size
         whole = first.at == index * self._block_size and length == expected_length(
@@ -429,13 +427,29 @@ class Resolver:
         return Resolved(fresh, Source.RAM, revalidated=True)
 
     def _remember(
-        self, obj: ObjectId, meta: ObjectMeta, generation: int
+        self,
+        obj: ObjectId,
+        meta: ObjectMeta,
+        generation: int,
+        arriving: asyncio.Future[bytes] | None = None,
     ) -> asyncio.Task[None] | None:
-        """Keep the metadata in RAM now and on disk soon (the task that stores it)."""
+        """Keep the metadata in RAM now and on disk soon (the task that stores it): for an
+        object whose first block is `arriving`, once it has arrived whole."""
         if self.generation(obj) != generation:
             return None
         self._metas.remember(obj, meta)
-        return self._spawn(self._metas.persist(obj, meta, generation))
+        if arriving is None:
+            return self._spawn(self._metas.persist(obj, meta, generation))
+        return self._spawn(self._persist_arrived(obj, meta, generation, arriving))
+
+    async def _persist_arrived(
+        self, obj: ObjectId, meta: ObjectMeta, generation: int, arriving: asyncio.Future[bytes]
+    ) -> None:
+        # Not while the block arrives: the disk thread's work would hold up the loop that is
+        # sending the first bytes. And not at all for bytes that did not come.
+        await asyncio.wait([arriving])
+        if not arriving.cancelled() and arriving.exception() is None:
+            await self._metas.persist(obj, meta, generation)
 
     def _block(self, index: int) -> Span:
         start = index * self._block_size

@@ -11,6 +11,7 @@ own refusal, kept whole for `proxy/errors.py` to replay verbatim.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -131,6 +132,9 @@ class Upstream:
             if sink is not None:
                 async for piece in read_chunks(response, 1 << 16):
                     sink.write(piece)
+                    # A body already buffered would otherwise be read to its end before the
+                    # sink's readers run: let them send each piece as it lands.
+                    await asyncio.sleep(0)
                 return Answer(response.status, tuple(response.raw_headers), b"")
             if has_body and declared is not None and declared <= limit:
                 body = await _read_into(response, declared)
