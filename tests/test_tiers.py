@@ -245,6 +245,49 @@ def test_a_disk_hit_writes_nothing_to_the_index(tmp_path: Path) -> None:
         disk.close()
 
 
+def test_a_record_look_never_blocks_the_loop_while_a_writer_holds_the_index(
+    tmp_path: Path,
+) -> None:
+    """A cold miss looks for its metadata record from the event loop (no thread hop); while
+    another process holds the index's write lock, the look waits on the pool instead, and the
+    loop goes on serving meanwhile."""
+    folder = tmp_path / "disk"
+    disk = DiskTier(str(folder), 64 << 20)
+
+    pooled: list[Any] = []
+    on_pool = disk._run
+
+    async def counted(fn: Any, *args: Any, **kwargs: Any) -> Any:
+        pooled.append(fn)
+        return await on_pool(fn, *args, **kwargs)
+
+    async def go() -> None:
+        assert await disk.put_record("record", b"meta")
+        disk._run = counted  # type: ignore[method-assign]
+        assert await disk.get_record("record") == b"meta"
+        assert await disk.get_record("absent") is None
+        assert pooled == []  # both looks made from the loop, no thread hop
+        writer = sqlite3.connect(str(folder / "cache" / "cache.db"), isolation_level=None)
+        try:
+            writer.execute("BEGIN EXCLUSIVE")
+            look = asyncio.ensure_future(disk.get_record("record"))
+            ticks = 0
+            for _ in range(20):  # the loop keeps running while the look waits
+                await asyncio.sleep(0.01)
+                ticks += 1
+            assert not look.done() and ticks == 20
+            writer.execute("COMMIT")
+            assert await asyncio.wait_for(look, 10) == b"meta"
+            assert len(pooled) == 1  # the look that would have waited went to the pool
+        finally:
+            writer.close()
+
+    try:
+        run(go())
+    finally:
+        disk.close()
+
+
 def test_the_orphan_repair_opens_the_live_folder_with_the_serving_settings(
     tmp_path: Path,
 ) -> None:
