@@ -1,11 +1,12 @@
-"""Profile s3tier under one of the hot-path workloads of the benchmark, with py-spy.
+"""Profile s3tier under one of the workloads of the benchmark, with py-spy.
 
     .venv/bin/python benchmarks/profile.py W1 --py-spy /path/to/py-spy --out docs/bench/profiles
 
 Starts moto and one s3tier with `--workers 1` (one process holds the whole server, so one
 profile shows it all), seeds and warms the workload's objects exactly as `bench.py` does, then
-runs wrk against it while py-spy samples the server, twice: `<workload>.svg` is a flame graph,
-`<workload>.txt` the functions where samples landed, by own time and by total time.
+runs wrk against it (for W9: pyarrow writing its 48 MiB Parquet file, again and again) while
+py-spy samples the server, twice: `<workload>.svg` is a flame graph, `<workload>.txt` the
+functions where samples landed, by own time and by total time.
 py-spy is not a dependency of the project: `pip install py-spy` somewhere and pass its path.
 """
 
@@ -35,7 +36,18 @@ SETUPS = {
     "W1": (1000, 4 * KIB, ["--ram-bytes", "256MiB"], 64),
     "W2": (128, MIB, ["--ram-bytes", "512MiB"], 32),
     "W3": (4, 64 * MIB, ["--ram-max-object", "1MiB", "--disk-bytes", "8GiB"], 8),
+    "W9": (0, 48 * MIB, [], 1),  # no objects to read: the load writes
 }
+# The load of W9: one pyarrow write after another, as in writes.py, until the deadline.
+PARQUET_LOAD = """
+import sys, time
+sys.path.insert(0, sys.argv[1])
+from writes import parquet_table, parquet_write
+table, deadline, n = parquet_table(48 << 20), time.monotonic() + float(sys.argv[3]), 0
+while time.monotonic() < deadline:
+    parquet_write(sys.argv[2], f"w9/profile-{n}.parquet", table)
+    n += 1
+"""
 
 
 def summarise(collapsed: Path, top: int = 25) -> list[str]:
@@ -84,11 +96,12 @@ def main(argv: list[str] | None = None) -> int:
                 for _ in range(2):
                     fetch(server, reqs, 8, 600)  # type: ignore[arg-type]
                 keyfile = write_keyfile(scratch / "keys", reqs)
-                load = subprocess.Popen(
-                    [wrk, "-t2", f"-c{connections}", f"-d{2 * args.seconds + 6}s", "-s",
-                     str(HERE / "keys.lua"), server.url, "--", str(keyfile), "2"],
-                    stdout=subprocess.DEVNULL,
-                )  # fmt: skip
+                length = 2 * args.seconds + 6
+                argv = [wrk, "-t2", f"-c{connections}", f"-d{length}s", "-s",
+                        str(HERE / "keys.lua"), server.url, "--", str(keyfile), "2"]  # fmt: skip
+                if args.workload == "W9":
+                    argv = [sys.executable, "-c", PARQUET_LOAD, str(HERE), server.url, str(length)]
+                load = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
                 try:
                     collapsed = scratch / "stacks.txt"
                     spy = [args.py_spy, "record", "--pid", str(server.pid), "--duration"]
