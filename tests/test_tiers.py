@@ -245,7 +245,7 @@ def test_a_disk_hit_writes_nothing_to_the_index(tmp_path: Path) -> None:
         disk.close()
 
 
-def test_a_record_look_never_blocks_the_loop_while_a_writer_holds_the_index(
+def test_record_looks_skip_the_pool_and_never_block_the_loop_while_a_writer_holds_the_index(
     tmp_path: Path,
 ) -> None:
     """A cold miss looks for its metadata record from the event loop (no thread hop); while
@@ -267,6 +267,13 @@ def test_a_record_look_never_blocks_the_loop_while_a_writer_holds_the_index(
         assert await disk.get_record("record") == b"meta"
         assert await disk.get_record("absent") is None
         assert pooled == []  # both looks made from the loop, no thread hop
+        await disk.delete_record("absent")
+        assert pooled == []  # nothing to delete: found out without the pool either
+        assert await disk.put_record("doomed", b"x")
+        pooled.clear()
+        await disk.delete_record("doomed")
+        assert len(pooled) == 1 and await disk.get_record("doomed") is None
+        pooled.clear()
         writer = sqlite3.connect(str(folder / "cache" / "cache.db"), isolation_level=None)
         try:
             writer.execute("BEGIN EXCLUSIVE")
