@@ -1,11 +1,11 @@
-"""Peer requests are signed with the fleet's shared secret (proxy/peerauth.py): the right
+"""Peer requests are signed with the fleet's shared secret (tiering/peerauth.py): the right
 request, recently, with the right secret verifies; anything else does not."""
 
 from __future__ import annotations
 
 import pytest
 
-from proxy.peerauth import SKEW_S, sign, verify
+from tiering.peerauth import SKEW_S, sign, verify
 
 SECRET = b"fleet-secret"
 PATH = "/_s3tier/peer/block/b/k?etag=%22e%22&index=0"

@@ -8,8 +8,11 @@ member leaving moves exactly the blocks it owned (about 1/N of them) while every
 keeps its owner. Two nodes that disagree on the members can only fetch a block twice: blocks
 are keyed by ETag and immutable, so they never serve different bytes.
 
-An object's metadata follows the owner of its block 0, so a herd across the fleet on one
-cold object resolves it once.
+A block is named here by (bucket, key, index), without its ETag: a cold GET must find the
+owner of block 0 before anyone knows the ETag, and it fetches the object's metadata with that
+block, so an object's metadata follows the owner of its block 0 and a herd across the fleet on
+one cold object resolves it once. Versions of one key therefore share owners, which costs
+nothing (their blocks are still keyed by ETag wherever they are stored).
 """
 
 from __future__ import annotations
@@ -18,12 +21,10 @@ from collections.abc import Iterable, Sequence
 
 import xxhash
 
-from tiering.blocks import BlockKey
 
-
-def block_id(key: BlockKey) -> bytes:
-    """The bytes a block is scored by: bucket, key, ETag and index, unambiguously joined."""
-    return f"{key.bucket}\0{key.key}\0{key.etag}\0{key.block}".encode()
+def block_id(bucket: str, key: str, index: int) -> bytes:
+    """The bytes a block is scored by: bucket, key and index, unambiguously joined."""
+    return f"{bucket}\0{key}\0{index}".encode()
 
 
 def score(member: str, block: bytes) -> int:
