@@ -17,6 +17,7 @@ from fractions import Fraction
 from urllib.parse import urlsplit
 
 from tiering.freshness import DEFAULT_FRESHNESS, Freshness, FreshnessPolicy, FreshnessRule
+from tiering.members import MemberSource
 
 KiB = 2**10
 MiB = 2**20
@@ -256,3 +257,12 @@ def upstream(raw: object) -> str | None:
         # Credentials in the URL would end up in logs; they will get settings of their own.
         raise ValueError(f"{given!r} must not carry credentials")
     return f"{url.scheme.lower()}://{url.netloc}"
+
+
+def peers(raw: object) -> str | None:
+    """`--peers` as given, once it parses (tiering/members.py); empty or null means none."""
+    if raw is None or raw == "":
+        return None
+    given = text(raw)
+    MemberSource.parse(given)
+    return given

@@ -74,6 +74,18 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def _show_peers(value: object) -> str:
+    return "unset: this node caches alone"
+
+
+def _show_advertise(value: object) -> str:
+    return "http://HOST:PORT from --host and --port"
+
+
+def _show_secret(value: object) -> str:
+    return "unset"
+
+
 def _show_size(value: object) -> str:
     return format_size(value) if isinstance(value, int) else str(value)
 
@@ -184,6 +196,13 @@ SETTINGS: tuple[Setting, ...] = (
             "text, or json (one object a line)"),
     Setting("shutdown_grace", "shutdown_grace_s", parsers.seconds, "SECONDS",
             "on SIGTERM, how long in-flight requests may take to finish"),
+    Setting("peers", "peers", parsers.peers, "MEMBERS",
+            "the fleet this node caches with: URL,URL,... (this node included), "
+            "dns:NAME:PORT or file:PATH (docs/fleet.md)", show=_show_peers),
+    Setting("advertise", "advertise", parsers.upstream, "URL",
+            "how the other members reach this node", show=_show_advertise),
+    Setting("peer_secret", "peer_secret", parsers.optional_path, "SECRET",
+            "shared by every member, signs their requests to each other", show=_show_secret),
 )  # fmt: skip
 SETTINGS_BY_NAME: Mapping[str, Setting] = {row.name: row for row in SETTINGS}
 
@@ -191,7 +210,7 @@ SETTINGS_BY_NAME: Mapping[str, Setting] = {row.name: row for row in SETTINGS}
 # --- the settings value ------------------------------------------------------------------------
 
 # Fields whose values redacted() masks; none exist until upstream credentials become settings.
-_SECRET_FIELDS: frozenset[str] = frozenset({"admin_token"})
+_SECRET_FIELDS: frozenset[str] = frozenset({"admin_token", "peer_secret"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,6 +247,14 @@ class Settings:
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
     shutdown_grace_s: float = 30.0
+    peers: str | None = None  # None: no fleet
+    advertise: str | None = None  # None: http://host:port
+    peer_secret: str | None = None
+
+    @property
+    def member_id(self) -> str:
+        """This node's URL as the other members know it (its id for block ownership)."""
+        return self.advertise or f"http://{self.host}:{self.port}"
 
     @classmethod
     def from_sources(
@@ -247,6 +274,9 @@ class Settings:
         # Safe by default: anything reachable beyond this machine checks signatures.
         host = values.get("host", cls.__dataclass_fields__["host"].default)
         values.setdefault("auth", "none" if is_loopback(host) else "sigv4")
+        if values.get("peers") and not values.get("peer_secret"):
+            row = SETTINGS_BY_NAME["peer_secret"]
+            raise SettingsError(f"{row.label}: required with --peers (members sign requests)")
         return _with_derived_sizes(cls(**values), given)
 
     def redacted(self) -> dict[str, object]:

@@ -566,9 +566,10 @@ def test_chart_readme_and_notes_show_sidecar_users_the_loopback_endpoint() -> No
 
 # Settings the chart sets from values of its own (addresses, sizes in MiB/GiB, auth block,
 # workers), not under `settings`.
+# peer_secret never goes into the ConfigMap: extraEnv gives S3TIER_PEER_SECRET from a Secret.
 SET_ELSEWHERE = frozenset(
     {"host", "port", "disk_dir", "disk_bytes", "ram_bytes", "workers", "auth",
-     "credentials_file", "admin_token"}
+     "credentials_file", "admin_token", "peer_secret"}
 )  # fmt: skip
 
 

@@ -246,7 +246,7 @@ EXPECTED_ENV_VARS = [
     "S3TIER_SERVE_STALE_ON_ERROR", "S3TIER_AUTH", "S3TIER_CREDENTIALS_FILE", "S3TIER_ADMIN_TOKEN",
     "S3TIER_WORKERS", "S3TIER_UPSTREAM_CONNECT_TIMEOUT", "S3TIER_UPSTREAM_READ_TIMEOUT",
     "S3TIER_UPSTREAM_RETRIES", "S3TIER_HEADER_TIMEOUT", "S3TIER_LOG_LEVEL", "S3TIER_LOG_FORMAT",
-    "S3TIER_SHUTDOWN_GRACE",
+    "S3TIER_SHUTDOWN_GRACE", "S3TIER_PEERS", "S3TIER_ADVERTISE", "S3TIER_PEER_SECRET",
 ]  # fmt: skip
 
 
@@ -303,6 +303,11 @@ PRECEDENCE = [
     ("log_level", ("debug", "debug"), ("WARNING", "warning"), ("error", "error")),
     ("log_format", ("json", "json"), ("TEXT", "text"), ("json", "json")),
     ("shutdown_grace", (5, 5.0), ("10", 10.0), ("0.5", 0.5)),
+    ("peers", ("http://a:1,http://b:1", "http://a:1,http://b:1"),
+     ("dns:peers:8080", "dns:peers:8080"), ("file:/etc/peers", "file:/etc/peers")),
+    ("advertise", ("http://a:1", "http://a:1"), ("https://b", "https://b"),
+     ("http://c:2", "http://c:2")),
+    ("peer_secret", ("s1", "s1"), ("s2", "s2"), ("s3", "s3")),
 ]  # fmt: skip
 PRECEDENCE_IDS = [case[0] for case in PRECEDENCE]
 
@@ -320,6 +325,8 @@ def _layers(
     path = write_yaml(tmp_path, {name: yaml_raw}) if depth >= 1 else None
     env = {**BASE_ENV, row.env_var: str(env_raw)} if depth >= 2 else BASE_ENV
     flags = {name: flag_raw} if depth >= 3 else {}
+    if name == "peers":  # a fleet cannot be configured without its secret
+        env = {**env, "S3TIER_PEER_SECRET": "s"}
     return Settings.from_sources(flags, env, path)
 
 
@@ -517,6 +524,10 @@ BAD_VALUES = [
     ("log_level", "verbose", "is not a log level"),
     ("log_format", "xml", "is not a log format"),
     ("shutdown_grace", "-1", "seconds"),
+    ("peers", "dns:nowhere", "expected dns:NAME:PORT"),
+    ("peers", "127.0.0.1:8080", "expected http(s)://host:port"),
+    ("advertise", "ftp://node", "is not an http:// or https:// URL"),
+    ("peer_secret", "   ", "is not a non-empty string"),
 ]
 BAD_IDS = [f"{name}={raw!r}" for name, raw, _ in BAD_VALUES]
 
@@ -628,3 +639,18 @@ def test_a_malformed_yaml_file_is_an_error_naming_it(
 def test_an_unknown_flag_key_is_an_error() -> None:
     with pytest.raises(SettingsError, match="unknown setting 'ram'"):
         Settings.from_sources({"ram": "1GiB"}, BASE_ENV, None)
+
+
+def test_a_fleet_needs_its_secret_and_a_parseable_member_list() -> None:
+    peers = {"peers": "http://127.0.0.1:8080,http://127.0.0.2:8080"}
+    with pytest.raises(SettingsError, match="--peer-secret"):
+        Settings.from_sources(peers, BASE_ENV)
+    with pytest.raises(SettingsError, match="--peers"):
+        Settings.from_sources({"peers": "dns:nowhere", "peer_secret": "s"}, BASE_ENV)
+    fleet = Settings.from_sources({**peers, "peer_secret": "s", "port": 8080}, BASE_ENV)
+    assert fleet.member_id == "http://127.0.0.1:8080"
+    assert fleet.redacted()["peer_secret"] == "***"
+    advertised = Settings.from_sources(
+        {**peers, "peer_secret": "s", "advertise": "http://h:1"}, BASE_ENV
+    )
+    assert advertised.member_id == "http://h:1"
