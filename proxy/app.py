@@ -39,11 +39,16 @@ from proxy.errors import (
 from proxy.preconditions import upstream_decides_range
 from proxy.s3request import S3Request, check_wire
 from tiering.metrics import Metrics, operation_of
+from tiering.peerauth import HEADER
+from tiering.peerauth import verify as peer_verify
+from tiering.peers import FOR_PEER, PEER_PREFIX, REFUSED
 from tiering.readthrough import ReadThrough
 from tiering.upstream import Upstream, UpstreamBroken, UpstreamUnavailable
 
 log = logging.getLogger("s3tier.app")
 ADMIN_PREFIX = b"/_s3tier/"
+PEER_PATH = PEER_PREFIX.encode() + b"/"
+PEER_HEADER = HEADER.encode()
 # The request id of the request being answered, for log lines (also its x-amz-request-id).
 REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
 RESULT_NAMES = {
@@ -70,6 +75,7 @@ class Components:
     region: str = "us-east-1"
     admin: ASGIApp | None = None  # the FastAPI app under /_s3tier/
     metrics: Metrics | None = None
+    peer_secret: bytes | None = None  # in a fleet: what members sign their requests with
 
 
 @dataclass(slots=True)
@@ -108,12 +114,43 @@ class Tracked:
 
 async def handle(c: Components, scope: Scope, receive: Receive, send: Send) -> None:
     raw_path: bytes = scope.get("raw_path") or scope["path"].encode()
+    if raw_path.startswith(PEER_PATH):
+        await _peer(c, scope, raw_path, receive, send)
+        return
     if raw_path.startswith(ADMIN_PREFIX):
         if raw_path == ADMIN_PREFIX + b"healthz" or c.admin is None:
             await _admin(raw_path, send)  # the liveness probe stays on the lean path
         else:
             await c.admin(scope, receive, send)
         return
+    await _request(c, scope, raw_path, receive, send)
+
+
+async def _peer(c: Components, scope: Scope, raw_path: bytes, receive: Receive, send: Send) -> None:
+    """Another member asking for a block this node owns (tiering/peers.py): answered as a
+    client's GET of the same range would be, without the client checks (the asking member
+    made them), from this node's tiers or the upstream and never from another member. A
+    request that does not carry the fleet's signature learns nothing but a bare 403."""
+    method = scope["method"]
+    signed = next((v for n, v in scope["headers"] if n == PEER_HEADER), b"").decode("latin-1")
+    if (
+        c.peer_secret is None
+        or method not in ("GET", "HEAD")
+        or not peer_verify(c.peer_secret, method, raw_path.decode("latin-1"), signed, time.time())
+    ):
+        await respond(send, 403, [(REFUSED.encode(), b"1"), (b"content-length", b"0")], b"")
+        return
+    token = FOR_PEER.set(True)
+    try:
+        await _request(c, scope, raw_path[len(PEER_PREFIX) :], receive, send, trusted=True)
+    finally:
+        FOR_PEER.reset(token)
+
+
+async def _request(
+    c: Components, scope: Scope, raw_path: bytes, receive: Receive, send: Send,
+    trusted: bool = False,
+) -> None:  # fmt: skip
     started = time.perf_counter()
     tracked = Tracked(send)
     exchange = Exchange(scope["method"], raw_path.decode("latin-1"), RequestIds.new())
@@ -122,7 +159,7 @@ async def handle(c: Components, scope: Scope, receive: Receive, send: Send) -> N
     if metrics is not None:
         metrics.in_flight.inc()
     try:
-        await _answer(c, scope, raw_path, exchange, receive, tracked)
+        await _answer(c, scope, raw_path, exchange, receive, tracked, trusted)
     except (Exception, asyncio.CancelledError) as exc:
         # CancelledError too: whether a shutdown cancelled this request or a fetch it waited
         # on was cancelled, the request ends here, answered or cut off, and nothing above
@@ -138,7 +175,7 @@ async def handle(c: Components, scope: Scope, receive: Receive, send: Send) -> N
 
 async def _answer(
     c: Components, scope: Scope, raw_path: bytes, exchange: Exchange, receive: Receive,
-    send: Tracked,
+    send: Tracked, trusted: bool = False,
 ) -> None:  # fmt: skip
     """Answer one S3 request, turning every expected failure into S3's answer for it."""
     method = exchange.method
@@ -151,7 +188,7 @@ async def _answer(
         req = S3Request.parse(method, raw_path, scope["query_string"], headers, c.base_domain)
         exchange.resource = req.resource
         exchange.operation = operation_of(method, req.bucket, req.key, (k for k, _ in req.query))
-        if c.keyring is not None:
+        if c.keyring is not None and not trusted:
             verified = verify(
                 method, raw_path, scope["query_string"], headers, c.keyring, time.time(),
                 expected_region=c.region,

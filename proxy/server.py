@@ -44,8 +44,10 @@ from tiering.disk import (
 from tiering.diskledger import DiskLedger
 from tiering.epochs import WriteEpochs
 from tiering.listing import list_prefix
+from tiering.members import Membership, MemberSource
 from tiering.metastore import MetaStore
 from tiering.metrics import SYNC_INTERVAL_S, Metrics
+from tiering.peers import PEER_PREFIX, Peers, PeerSigner
 from tiering.ram import RamTier
 from tiering.readahead import ReadAheadConfig
 from tiering.readthrough import PrefetchConfig, ReadThrough, RetryConfig
@@ -53,6 +55,7 @@ from tiering.signing import Signer
 from tiering.upstream import Upstream, UpstreamBroken, UpstreamUnavailable, new_session
 from tiering.warmup import WarmJobs
 
+PEER_CONNECT_TIMEOUT_S = 0.5  # a member on the same network answers a connect at once
 log = logging.getLogger("s3tier")
 SETTINGS_ENV = "S3TIER_INTERNAL_SETTINGS"  # hands settings to worker processes
 EPOCHS_ENV = "S3TIER_INTERNAL_EPOCHS"  # names the shared write-epoch block
@@ -70,6 +73,7 @@ class S3Tier:
         self._components: Components | None = None
         self._disk: DiskTier | None = None
         self._claims: Claims | None = None
+        self._fleet: Fleet | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -83,6 +87,8 @@ class S3Tier:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 self._components = self._build()
+                if self._fleet is not None:
+                    await self._fleet.start()
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self._close()
@@ -101,6 +107,8 @@ class S3Tier:
         claims = None
         if self._disk is not None and s.workers > 1:
             claims = self._claims = Claims(os.path.join(s.disk_dir, "claims"))
+        if s.peers:
+            self._fleet = Fleet(s, session_for=new_session)
         readthrough = ReadThrough(
             ram=RamTier(s.ram_bytes),
             disk=self._disk,
@@ -117,6 +125,7 @@ class S3Tier:
                 s.prefetch_footer,
             ),
             claims=claims,
+            peers=self._fleet.peers if self._fleet is not None else None,
         )
         self._readthrough = readthrough
         fast = FastPath(readthrough, s.base_domain, self._metrics, self._keyring, s.region)
@@ -143,6 +152,7 @@ class S3Tier:
             s.region,
             build_admin(admin),
             self._metrics,
+            (s.peer_secret or "").encode() if s.peers else None,
         )
 
     async def _sync(self) -> None:
@@ -164,10 +174,42 @@ class S3Tier:
             await self._jobs.close()
             await self._components.readthrough.close()
             await self._session.close()
+        if self._fleet is not None:
+            await self._fleet.close()
         if self._disk is not None:
             self._disk.close()
         if self._claims is not None:
             self._claims.close()
+
+
+class Fleet:
+    """This node's part in a fleet (tiering/peers.py): the members, kept current, and a
+    session to them with a short connect timeout, so a member that is down costs little."""
+
+    def __init__(self, s: Settings, session_for: Any) -> None:
+        assert s.peers is not None
+        self.membership = Membership(MemberSource.parse(s.peers))
+        self._session = session_for(PEER_CONNECT_TIMEOUT_S, s.upstream_read_timeout_s)
+        signer = PeerSigner((s.peer_secret or "").encode())
+        self.peers = Peers(
+            self.membership,
+            s.member_id,
+            lambda member: Upstream(member + PEER_PREFIX, signer, self._session),
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        try:
+            await self.membership.start()
+        except (OSError, ValueError) as exc:  # the next look may do better
+            log.warning("fleet members not read yet (%s): %s", self.membership.source, exc)
+        log.info("fleet members: %s", ", ".join(self.membership.members) or "none yet")
+        self._task = asyncio.get_running_loop().create_task(self.membership.run())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        await self._session.close()
 
 
 def shared_epochs() -> WriteEpochs:

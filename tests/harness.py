@@ -100,11 +100,18 @@ class MotoServer(Process):
 class S3TierServer(Process):
     """`s3tier serve` in a process of its own, on a free port, with its own disk folder."""
 
-    def __init__(self, workdir: Path, upstream: str | None, *extra: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+    def __init__(
+        self,
+        workdir: Path,
+        upstream: str | None,
+        *extra: str,
+        host: str = "127.0.0.1",
+        port: int | None = None,
+    ) -> None:
+        self.port = port or free_port()
+        self.url = f"http://{host}:{self.port}"
         self.disk_dir = workdir / "disk"
-        argv = [str(VENV_BIN / "s3tier"), "serve", "--port", str(self.port)]
+        argv = [str(VENV_BIN / "s3tier"), "serve", "--host", host, "--port", str(self.port)]
         argv += ["--disk-dir", str(self.disk_dir)]
         if upstream is not None:
             argv += ["--upstream", upstream]

@@ -22,9 +22,9 @@ PER_RESPONSE = frozenset(
         b"x-amz-request-id",
         b"x-amz-id-2",
         b"x-amzn-requestid",
+        b"x-cache-status",  # a cache's own, per answer: a member's answer carries one
         b"access-control-allow-origin",
         b"x-amz-content-sha256",
-        b"x-cache-status",
     }
 )
 CHECKSUM_PREFIX = b"x-amz-checksum-"

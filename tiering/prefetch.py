@@ -18,6 +18,7 @@ from cachetools import LRUCache
 from tiering.blocks import BlockKey, ObjectId, expected_length
 from tiering.meta import ObjectMeta
 from tiering.parts import Span
+from tiering.peers import FOR_PEER
 from tiering.readahead import Budget, ReadAhead, ReadAheadConfig, footer_blocks
 
 log = logging.getLogger("s3tier.prefetch")
@@ -89,7 +90,10 @@ class Prefetcher:
         self, obj: ObjectId, meta: ObjectMeta, read: Span, response: Span | None = None
     ) -> None:
         """A client read bytes `read` (of a `response`); prefetch what a sequential reader
-        wants next."""
+        wants next. Not for a fleet member's request: the member reads ahead itself, each
+        block from its owner, where this node would fetch others' blocks for nobody."""
+        if FOR_PEER.get():
+            return
         ahead = self._readahead.on_read
         blocks = ahead(obj, read.start, read.end, meta.size, self._block_size, response)
         if not blocks:
@@ -109,6 +113,8 @@ class Prefetcher:
 
     def on_cold(self, obj: ObjectId, meta: ObjectMeta) -> None:
         """First touch of an object: columnar readers go to its footer first."""
+        if FOR_PEER.get():
+            return
         for index in footer_blocks(obj.key, meta.size, self._block_size, self._footer_suffixes):
             self._issue(obj, meta, index)
 

@@ -27,6 +27,7 @@ from tiering.meta import ObjectMeta
 from tiering.metastore import MetaStore
 from tiering.metrics import Sample
 from tiering.parts import Piece, Span, Touches, needed, part_needed
+from tiering.peers import Peers
 from tiering.prefetch import PrefetchConfig, Prefetcher
 from tiering.readahead import Budget, ReadAhead
 from tiering.resolver import Resolved, Resolver, Want
@@ -80,6 +81,7 @@ class ReadThrough:
         clock: Callable[[], float] = time.time,
         written_budget_bytes: int = WRITTEN_BUDGET_BYTES,
         claims: Claims | None = None,
+        peers: Peers | None = None,
     ) -> None:
         self._ram = ram
         self._claims = claims  # several workers on one disk tier: one fetch per block
@@ -89,7 +91,7 @@ class ReadThrough:
         self._ram_max = ram_max_object_bytes
         self._tasks = TaskSet()
         self.counters = Counters()
-        self._reads = UpstreamReads(upstream, retry)
+        self._reads = UpstreamReads(upstream, retry, peers, block_size)
         self._resolver = Resolver(
             metas=metas,
             reads=self._reads,
@@ -342,6 +344,13 @@ class ReadThrough:
         data = self._ram.peek(key)
         if data is not None:
             return data, Source.RAM
+        filling = self._resolver.filling(obj)
+        if filling is not None and key not in self._loads:
+            # A cold GET of this object may be bringing this very block, and it can say so
+            # only once the upstream has answered (the block's key holds the ETag): wait for
+            # that, so this load joins the block's arrival instead of fetching it again (in a
+            # fleet, a member's own readers and the peers it serves race so for its blocks).
+            await asyncio.wait([filling])
         return await self._loads.get(obj, meta, key, prefetch)
 
     async def _load(self, obj: ObjectId, meta: ObjectMeta, key: BlockKey) -> Done[Got]:

@@ -123,6 +123,10 @@ class Resolver:
             )
         return resolved
 
+    def filling(self, obj: ObjectId) -> asyncio.Future[Resolved] | None:
+        """The metadata fill under way for `obj` (a cold GET, its block on the way), if any."""
+        return self._flights.running((obj, "fill"))
+
     def fresh(self, obj: ObjectId, meta: ObjectMeta) -> bool:
         policy = self._freshness.for_key(obj.bucket, obj.key)
         return is_fresh(policy, meta.validated_at, self._clock())

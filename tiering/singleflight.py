@@ -38,6 +38,10 @@ class SingleFlight(Generic[K, V]):
     def __contains__(self, key: object) -> bool:
         return key in self._running
 
+    def running(self, key: K) -> asyncio.Future[V] | None:
+        """The run under way for `key`, if any."""
+        return self._running.get(key)
+
     async def run(self, key: K, work: Callable[[], Awaitable[V]]) -> V:
         """The value of the run under way for `key`, or of a new run of `work`."""
         future, _ = self.join(key, lambda: _done(work()))

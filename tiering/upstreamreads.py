@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from tiering.arrival import Arrival
 from tiering.blocks import ObjectId
 from tiering.parts import Span
+from tiering.peers import REFUSED, Peers
 from tiering.upstream import (
     Answer,
     Into,
@@ -51,11 +52,20 @@ class RetryConfig:
 
 
 class UpstreamReads:
-    """GET (ranged) and HEAD of objects, with the proxy's retry policy."""
+    """GET (ranged) and HEAD of objects, with the proxy's retry policy. In a fleet, a block's
+    GET goes to the block's owner first (tiering/peers.py), and to the upstream if that fails."""
 
-    def __init__(self, upstream: Upstream, retry: RetryConfig) -> None:
+    def __init__(
+        self,
+        upstream: Upstream,
+        retry: RetryConfig,
+        peers: Peers | None = None,
+        block_size: int = 1 << 20,
+    ) -> None:
         self._upstream = upstream
         self._retry = retry
+        self._peers = peers
+        self._block_size = block_size
 
     async def get(
         self,
@@ -120,6 +130,54 @@ class UpstreamReads:
         return await self._call("HEAD", obj, headers, 0)
 
     async def _call(
+        self,
+        method: str,
+        obj: ObjectId,
+        headers: dict[str, str],
+        limit: int,
+        into: Into | None = None,
+    ) -> Answer:
+        """From the block's owner when another member owns it, else (or when the owner fails
+        before anything of its answer was streamed) from the upstream."""
+        routed = self._route(method, obj, headers)
+        if routed is None or self._peers is None:
+            return await self._retried(method, obj, headers, limit, into)
+        peers, (member, peer) = self._peers, routed
+        streamed: list[bool] = []
+
+        def watched(answer: Answer) -> Sink | None:
+            sink = into(answer) if into is not None and answer.status < 500 else None
+            if sink is not None:
+                streamed.append(True)
+            return sink
+
+        try:
+            answer = await peer.fetch(
+                method, object_path(obj.bucket, obj.key), dict(headers), max(limit, 1 << 16),
+                operation="peer_block", into=watched if into is not None else None,
+            )  # fmt: skip
+        except (UpstreamUnavailable, UpstreamBroken) as exc:
+            peers.failed(member, str(exc))
+            if streamed:
+                raise  # the caller resumes what was streamed, pinned by If-Match
+        else:
+            if answer.status < 500 and answer.header(REFUSED.encode()) is None:
+                peers.answered(member)
+                return answer
+            peers.failed(member, f"status {answer.status}")
+        return await self._retried(method, obj, headers, limit, into)
+
+    def _route(
+        self, method: str, obj: ObjectId, headers: Mapping[str, str]
+    ) -> tuple[str, Upstream] | None:
+        if self._peers is None or method != "GET":
+            return None
+        first = headers.get("range", "").removeprefix("bytes=").partition("-")[0]
+        if not first.isdigit():
+            return None
+        return self._peers.route(obj.bucket, obj.key, int(first) // self._block_size)
+
+    async def _retried(
         self,
         method: str,
         obj: ObjectId,

@@ -1,0 +1,131 @@
+"""A fleet of three real s3tier processes on 127.0.0.1, 127.0.0.2 and 127.0.0.3 in front of one
+real upstream (moto, behind the recording shim): each block has one owner, and the fleet
+fetches it from the upstream once (tiering/peers.py)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import socket
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from tests.harness import S3TierServer
+from tests.upstream_shim import UpstreamShim
+from tiering.peerauth import HEADER, sign
+
+MiB = 1 << 20
+HOSTS = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
+SECRET = "fleet-test-secret"
+
+
+def port_free_on_every_host() -> int:
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind((HOSTS[0], 0))
+            port = int(probe.getsockname()[1])
+        try:
+            for host in HOSTS[1:]:
+                with socket.socket() as other:
+                    other.bind((host, port))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no port free on all three loopback addresses")
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, shim: UpstreamShim) -> Iterator[list[S3TierServer]]:
+    port = port_free_on_every_host()
+    peers = ",".join(f"http://{host}:{port}" for host in HOSTS)
+    for i in range(len(HOSTS)):
+        (tmp_path / f"node-{i}").mkdir()
+    flags = ("--peers", peers, "--peer-secret", SECRET)
+    nodes = [
+        S3TierServer(tmp_path / f"node-{i}", shim.url, *flags, host=host, port=port)
+        for i, host in enumerate(HOSTS)
+    ]
+    try:
+        for node in nodes:
+            node.start()
+        yield nodes
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def upstream_body_bytes(shim: UpstreamShim, bucket: str, key: str) -> int:
+    return sum(r.body_bytes for r in shim.matching("GET", f"/{bucket}/{key}"))
+
+
+def test_a_herd_over_three_nodes_fetches_each_block_from_the_upstream_once(
+    fleet: list[S3TierServer], direct: Any, bucket: str, shim: UpstreamShim
+) -> None:
+    data = os.urandom(16 * MiB)
+    direct.put_object(Bucket=bucket, Key="herd", Body=data)
+    digest = hashlib.sha256(data).hexdigest()
+
+    def read(i: int) -> tuple[int, str]:
+        got = requests.get(f"{fleet[i % 3].url}/{bucket}/herd", timeout=60)
+        return got.status_code, hashlib.sha256(got.content).hexdigest()
+
+    with ThreadPoolExecutor(48) as pool:
+        answers = list(pool.map(read, range(48)))
+    assert answers == [(200, digest)] * 48
+    fetched = [r.headers.get("Range", "") for r in shim.matching("GET", f"/{bucket}/herd")]
+    twice = sorted({r for r in fetched if fetched.count(r) > 1})
+    assert upstream_body_bytes(shim, bucket, "herd") == len(data), twice  # 1.00x the object
+
+
+def test_every_node_serves_the_blocks_it_does_not_own_from_their_owners(
+    fleet: list[S3TierServer], direct: Any, bucket: str, shim: UpstreamShim
+) -> None:
+    data = os.urandom(6 * MiB + 123)
+    direct.put_object(Bucket=bucket, Key="spread", Body=data)
+    for node in fleet:  # one reader after another, each on its own node
+        got = requests.get(f"{node.url}/{bucket}/spread", timeout=60)
+        assert got.content == data
+        ranged = requests.get(
+            f"{node.url}/{bucket}/spread", headers={"Range": "bytes=3145000-4194400"}, timeout=60
+        )
+        assert (ranged.status_code, ranged.content) == (206, data[3145000:4194401])
+    assert upstream_body_bytes(shim, bucket, "spread") == len(data)
+
+
+def test_a_member_killed_leaves_its_blocks_to_the_upstream_and_nothing_fails(
+    fleet: list[S3TierServer], direct: Any, bucket: str, shim: UpstreamShim
+) -> None:
+    data = os.urandom(8 * MiB)
+    direct.put_object(Bucket=bucket, Key="orphaned", Body=data)
+    fleet[2].stop(9)  # SIGKILL: it cannot say goodbye
+    started = time.monotonic()
+    for node in fleet[:2]:
+        assert requests.get(f"{node.url}/{bucket}/orphaned", timeout=60).content == data
+    assert time.monotonic() - started < 30
+
+
+def test_the_peer_endpoint_refuses_requests_without_the_fleets_signature(
+    fleet: list[S3TierServer], direct: Any, bucket: str
+) -> None:
+    direct.put_object(Bucket=bucket, Key="secret", Body=b"not for strangers")
+    path = f"/_s3tier/peer/{bucket}/secret"
+    url = fleet[0].url + path
+    assert requests.get(url, timeout=10).status_code == 403
+    forged = sign(b"another-secret", "GET", path, time.time())
+    refused = requests.get(url, headers={HEADER: forged}, timeout=10)
+    assert (refused.status_code, refused.content) == (403, b"")
+    signed = sign(SECRET.encode(), "GET", path, time.time())
+    assert requests.get(url, headers={HEADER: signed}, timeout=10).content == b"not for strangers"
+
+
+def test_a_fleet_without_a_secret_does_not_start(tmp_path: Path, shim: UpstreamShim) -> None:
+    node = S3TierServer(tmp_path, shim.url, "--peers", "http://127.0.0.1:1,http://127.0.0.2:1")
+    with pytest.raises(RuntimeError):
+        node.start()
+    assert "--peer-secret" in node.log_text()
