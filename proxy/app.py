@@ -38,6 +38,7 @@ from proxy.errors import (
 )
 from proxy.preconditions import upstream_decides_range
 from proxy.s3request import S3Request, check_wire
+from tiering.blocks import ObjectId
 from tiering.metrics import Metrics, operation_of
 from tiering.peerauth import HEADER
 from tiering.peerauth import verify as peer_verify
@@ -135,14 +136,20 @@ async def _peer(c: Components, scope: Scope, raw_path: bytes, receive: Receive, 
     signed = next((v for n, v in scope["headers"] if n == PEER_HEADER), b"").decode("latin-1")
     if (
         c.peer_secret is None
-        or method not in ("GET", "HEAD")
+        or method not in ("GET", "HEAD", "POST")
         or not peer_verify(c.peer_secret, method, raw_path.decode("latin-1"), signed, time.time())
     ):
         await respond(send, 403, [(REFUSED.encode(), b"1"), (b"content-length", b"0")], b"")
         return
+    path = raw_path[len(PEER_PREFIX) :]
     token = FOR_PEER.set(True)
     try:
-        await _request(c, scope, raw_path[len(PEER_PREFIX) :], receive, send, trusted=True)
+        if method == "POST":  # a write through that member changed this object: forget it
+            req = S3Request.parse("GET", path, b"", header_map(scope["headers"]), c.base_domain)
+            await c.readthrough.invalidate(ObjectId(req.bucket, req.key))
+            await respond(send, 204, [], b"")
+        else:
+            await _request(c, scope, path, receive, send, trusted=True)
     finally:
         FOR_PEER.reset(token)
 

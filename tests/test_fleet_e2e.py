@@ -46,7 +46,8 @@ def fleet(tmp_path: Path, shim: UpstreamShim) -> Iterator[list[S3TierServer]]:
     peers = ",".join(f"http://{host}:{port}" for host in HOSTS)
     for i in range(len(HOSTS)):
         (tmp_path / f"node-{i}").mkdir()
-    flags = ("--peers", peers, "--peer-secret", SECRET)
+    # immutable: a node never revalidates by itself, so only the fleet can make it see a write
+    flags = ("--peers", peers, "--peer-secret", SECRET, "--freshness", "immutable")
     nodes = [
         S3TierServer(tmp_path / f"node-{i}", shim.url, *flags, host=host, port=port)
         for i, host in enumerate(HOSTS)
@@ -96,6 +97,21 @@ def test_every_node_serves_the_blocks_it_does_not_own_from_their_owners(
         )
         assert (ranged.status_code, ranged.content) == (206, data[3145000:4194401])
     assert upstream_body_bytes(shim, bucket, "spread") == len(data)
+
+
+def test_a_write_through_one_node_is_seen_at_once_through_every_other(
+    fleet: list[S3TierServer], direct: Any, bucket: str
+) -> None:
+    old, new = os.urandom(3 * MiB), os.urandom(3 * MiB + 7)
+    direct.put_object(Bucket=bucket, Key="changed", Body=old)
+    for node in fleet:  # cached everywhere: metadata on each node, blocks on their owners
+        assert requests.get(f"{node.url}/{bucket}/changed", timeout=60).content == old
+    assert requests.put(f"{fleet[0].url}/{bucket}/changed", data=new, timeout=60).ok
+    for node in fleet:
+        assert requests.get(f"{node.url}/{bucket}/changed", timeout=60).content == new
+    assert requests.delete(f"{fleet[1].url}/{bucket}/changed", timeout=60).status_code == 204
+    for node in fleet:
+        assert requests.get(f"{node.url}/{bucket}/changed", timeout=60).status_code == 404
 
 
 def test_a_member_killed_leaves_its_blocks_to_the_upstream_and_nothing_fails(

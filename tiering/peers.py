@@ -18,6 +18,7 @@ and everything else about the read (cut-through, resume, pinning, checks) is unc
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -28,12 +29,13 @@ from tiering.members import Membership
 from tiering.ownership import block_id, owner
 from tiering.peerauth import HEADER, sign
 from tiering.signing import Signer
-from tiering.upstream import Upstream
+from tiering.upstream import Upstream, UpstreamBroken, UpstreamUnavailable, object_path
 
 log = logging.getLogger("s3tier.peers")
 PEER_PREFIX = "/_s3tier/peer"
 REFUSED = "x-s3tier-peer-refused"  # on a member's 403 to a request it could not verify
 OPEN_S = 5.0  # how long a failed member is skipped before it is tried again
+FORGET_TIMEOUT_S = 2.0  # how long a write waits for the members to forget what it changed
 # Set while this node serves another member's request: then it asks no member itself.
 FOR_PEER: ContextVar[bool] = ContextVar("for_peer", default=False)
 
@@ -96,3 +98,30 @@ class Peers:
 
     def answered(self, member: str) -> None:
         self._open_until.pop(member, None)
+
+    async def forget_everywhere(self, bucket: str, key: str) -> None:
+        """A write through this node changed `bucket/key`: every other member forgets it
+        before the write is answered, so a read through any member sees the write, as it
+        would through one node. A member that does not confirm in time is counted, and skipped
+        by the others' reads for a while; its own clients may see the old version until its
+        freshness runs out (docs/fleet.md)."""
+        others = [m for m in self.membership.members if m != self.me]
+        if FOR_PEER.get() or not others:
+            return
+        results = await asyncio.gather(
+            *(self._forget(member, bucket, key) for member in others), return_exceptions=True
+        )
+        for member, result in zip(others, results, strict=True):
+            if result is not True:
+                self.failed(member, f"did not forget {bucket}/{key}: {result}")
+
+    async def _forget(self, member: str, bucket: str, key: str) -> bool:
+        upstream = self._upstreams.get(member)
+        if upstream is None:
+            upstream = self._upstreams[member] = self._connect(member)
+        try:
+            async with asyncio.timeout(FORGET_TIMEOUT_S):
+                answer = await upstream.fetch("POST", object_path(bucket, key), {}, 1 << 12)
+        except (TimeoutError, UpstreamUnavailable, UpstreamBroken):
+            return False
+        return answer.status == 204

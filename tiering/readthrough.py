@@ -91,6 +91,7 @@ class ReadThrough:
         self._ram_max = ram_max_object_bytes
         self._tasks = TaskSet()
         self.counters = Counters()
+        self._peers = peers
         self._reads = UpstreamReads(upstream, retry, peers, block_size)
         self._resolver = Resolver(
             metas=metas,
@@ -488,6 +489,8 @@ class ReadThrough:
         self._metas.epochs.bump(obj)
         self._resolver.forget(obj)
         await self._metas.drop(obj)
+        if self._peers is not None:  # and the fleet's other members (tiering/peers.py)
+            await self._peers.forget_everywhere(obj.bucket, obj.key)
 
     async def purge(self, bucket: str, prefix: str) -> int:
         """Forget every cached object under a prefix (admin action); returns how many."""
