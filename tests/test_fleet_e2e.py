@@ -4,6 +4,7 @@ fetches it from the upstream once (tiering/peers.py)."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
@@ -40,18 +41,20 @@ def port_free_on_every_host() -> int:
     raise RuntimeError("no port free on all three loopback addresses")
 
 
-@pytest.fixture
-def fleet(tmp_path: Path, shim: UpstreamShim) -> Iterator[list[S3TierServer]]:
+@contextlib.contextmanager
+def started_fleet(
+    tmp_path: Path, shim: UpstreamShim, *extra: str, views: list[list[int]] | None = None
+) -> Iterator[list[S3TierServer]]:
+    """Three members; `views[i]` lists the members node i believes in (default: all)."""
     port = port_free_on_every_host()
-    peers = ",".join(f"http://{host}:{port}" for host in HOSTS)
-    for i in range(len(HOSTS)):
+    urls = [f"http://{host}:{port}" for host in HOSTS]
+    nodes = []
+    for i, host in enumerate(HOSTS):
         (tmp_path / f"node-{i}").mkdir()
-    # immutable: a node never revalidates by itself, so only the fleet can make it see a write
-    flags = ("--peers", peers, "--peer-secret", SECRET, "--freshness", "immutable")
-    nodes = [
-        S3TierServer(tmp_path / f"node-{i}", shim.url, *flags, host=host, port=port)
-        for i, host in enumerate(HOSTS)
-    ]
+        peers = ",".join(urls[j] for j in (views[i] if views else range(len(HOSTS))))
+        # immutable: a node never revalidates by itself; only the fleet makes it see a write
+        flags = ("--peers", peers, "--peer-secret", SECRET, "--freshness", "immutable", *extra)
+        nodes.append(S3TierServer(tmp_path / f"node-{i}", shim.url, *flags, host=host, port=port))
     try:
         for node in nodes:
             node.start()
@@ -59,6 +62,12 @@ def fleet(tmp_path: Path, shim: UpstreamShim) -> Iterator[list[S3TierServer]]:
     finally:
         for node in nodes:
             node.stop()
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, shim: UpstreamShim) -> Iterator[list[S3TierServer]]:
+    with started_fleet(tmp_path, shim) as nodes:
+        yield nodes
 
 
 def upstream_body_bytes(shim: UpstreamShim, bucket: str, key: str) -> int:
@@ -97,6 +106,42 @@ def test_every_node_serves_the_blocks_it_does_not_own_from_their_owners(
         )
         assert (ranged.status_code, ranged.content) == (206, data[3145000:4194401])
     assert upstream_body_bytes(shim, bucket, "spread") == len(data)
+
+
+def test_the_fleets_disks_hold_a_working_set_no_single_node_could(
+    tmp_path: Path, direct: Any, bucket: str, shim: UpstreamShim
+) -> None:
+    # 150 MiB of 2 MiB objects (too large for these nodes' RAM) over three 64 MiB disks: each
+    # node keeps only the blocks it owns, about 50 MiB, so the second pass is served whole by
+    # the fleet; nodes that each kept what they read would hold under half of it.
+    objects = {f"ws/{i:03d}": os.urandom(2 * MiB) for i in range(75)}
+    for key, body in objects.items():
+        direct.put_object(Bucket=bucket, Key=key, Body=body)
+    flags = ("--disk-bytes", "64MiB", "--ram-bytes", "4MiB")
+    with started_fleet(tmp_path, shim, *flags) as nodes:
+        for round_ in range(2):
+            if round_ == 1:
+                shim.clear()
+            for i, (key, body) in enumerate(objects.items()):
+                got = requests.get(f"{nodes[(i + round_) % 3].url}/{bucket}/{key}", timeout=60)
+                assert got.content == body
+        second = sum(r.body_bytes for r in shim.matching("GET", f"/{bucket}/ws/"))
+    assert second <= 0.05 * 150 * MiB, f"{second / MiB:.1f} MiB fetched again"
+
+
+def test_members_that_disagree_about_the_fleet_only_fetch_twice_never_serve_wrong_bytes(
+    tmp_path: Path, direct: Any, bucket: str, shim: UpstreamShim
+) -> None:
+    data = os.urandom(12 * MiB + 5)
+    direct.put_object(Bucket=bucket, Key="split", Body=data)
+    # Node 1 has not heard of node 2: it owns some of node 2's blocks itself.
+    with started_fleet(tmp_path, shim, views=[[0, 1, 2], [0, 1], [0, 1, 2]]) as nodes:
+        for _ in range(2):
+            for node in nodes:
+                got = requests.get(f"{node.url}/{bucket}/split", timeout=60)
+                assert (got.status_code, got.content) == (200, data)
+    fetched = upstream_body_bytes(shim, bucket, "split")
+    assert len(data) <= fetched < 2 * len(data)  # some blocks twice, none more
 
 
 def test_a_write_through_one_node_is_seen_at_once_through_every_other(

@@ -89,6 +89,11 @@ class Peers:
         self.asked += 1
         return member, upstream
 
+    def owns_elsewhere(self, bucket: str, key: str, index: int) -> bool:
+        """Whether another member owns the block (whatever its circuit's state)."""
+        members = self.membership.members
+        return len(members) > 1 and owner(members, block_id(bucket, key, index)) != self.me
+
     def failed(self, member: str, why: str) -> None:
         """The member did not answer usefully: skip it for a while."""
         self.failures += 1

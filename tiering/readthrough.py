@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -462,7 +462,7 @@ class ReadThrough:
         that came with it is on disk too (`persisted`)."""
         try:
             self._admit_ram(key, data, meta)
-            if self._disk is not None:
+            if self._disk is not None and self._ours(key):
                 await self._disk.put(key, data)
         finally:
             if claim is not None:
@@ -475,8 +475,16 @@ class ReadThrough:
     def _store_ram(self, key: BlockKey, data: bytes) -> None:
         for gone, block in self._ram.store(key, data):
             # RAM evictions demote to disk rather than vanish; most are there already.
-            if self._disk is not None and not self._disk.holds(gone):
+            if self._disk is not None and self._ours(gone) and not self._disk.holds(gone):
                 self._tasks.spawn(self._disk.put(gone, block))
+
+    def _ours(self, key: Hashable) -> bool:
+        """Whether a block belongs on this node's disk: not one another member of the fleet
+        owns, which keeps it there, so the fleet's disks add up to one cache. RAM still takes
+        what its policy deems hot, so one hot block cannot melt its owner."""
+        if self._peers is None or not isinstance(key, BlockKey):
+            return True
+        return not self._peers.owns_elsewhere(key.bucket, key.key, key.block)
 
     # -- writes, admin, warm-up --------------------------------------------------------------
 
