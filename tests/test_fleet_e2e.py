@@ -20,6 +20,7 @@ import requests
 from tests.harness import S3TierServer
 from tests.upstream_shim import UpstreamShim
 from tiering.peerauth import HEADER, sign
+from tiering.peers import OPEN_S
 
 MiB = 1 << 20
 HOSTS = ("127.0.0.1", "127.0.0.2", "127.0.0.3")
@@ -169,6 +170,25 @@ def test_a_member_killed_leaves_its_blocks_to_the_upstream_and_nothing_fails(
     for node in fleet[:2]:
         assert requests.get(f"{node.url}/{bucket}/orphaned", timeout=60).content == data
     assert time.monotonic() - started < 30
+
+
+def test_an_owner_back_from_a_kill_serves_its_share_from_its_disk_again(
+    tmp_path: Path, direct: Any, bucket: str, shim: UpstreamShim
+) -> None:
+    data = os.urandom(9 * MiB)
+    direct.put_object(Bucket=bucket, Key="returns", Body=data)
+    url = f"/{bucket}/returns"
+    # RAM too small for these blocks: every block a node does not own comes from its owner.
+    with started_fleet(tmp_path, shim, "--ram-bytes", "1MiB") as nodes:
+        assert requests.get(nodes[0].url + url, timeout=60).content == data  # owners fill
+        nodes[2].stop(9)
+        assert requests.get(nodes[1].url + url, timeout=60).content == data  # upstream instead
+        nodes[2].start()  # the same disk folder
+        time.sleep(OPEN_S + 1)  # the others try it again once its circuit half-opens
+        shim.clear()
+        assert requests.get(nodes[1].url + url, timeout=60).content == data
+        assert requests.get(nodes[0].url + url, timeout=60).content == data
+    assert upstream_body_bytes(shim, bucket, "returns") == 0  # all of it from the owners' disks
 
 
 def test_the_peer_endpoint_refuses_requests_without_the_fleets_signature(
