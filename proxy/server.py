@@ -108,7 +108,7 @@ class S3Tier:
         if self._disk is not None and s.workers > 1:
             claims = self._claims = Claims(os.path.join(s.disk_dir, "claims"))
         if s.peers:
-            self._fleet = Fleet(s, session_for=new_session)
+            self._fleet = Fleet(s)
         readthrough = ReadThrough(
             ram=RamTier(s.ram_bytes),
             disk=self._disk,
@@ -186,10 +186,10 @@ class Fleet:
     """This node's part in a fleet (tiering/peers.py): the members, kept current, and a
     session to them with a short connect timeout, so a member that is down costs little."""
 
-    def __init__(self, s: Settings, session_for: Any) -> None:
+    def __init__(self, s: Settings) -> None:
         assert s.peers is not None
         self.membership = Membership(MemberSource.parse(s.peers))
-        self._session = session_for(PEER_CONNECT_TIMEOUT_S, s.upstream_read_timeout_s)
+        self._session = new_session(PEER_CONNECT_TIMEOUT_S, s.upstream_read_timeout_s)
         signer = PeerSigner((s.peer_secret or "").encode())
         self.peers = Peers(
             self.membership,

@@ -19,6 +19,7 @@ import requests
 
 from tests.harness import S3TierServer
 from tests.upstream_shim import UpstreamShim
+from tiering.ownership import block_id, owner
 from tiering.peerauth import HEADER, sign
 from tiering.peers import OPEN_S
 
@@ -181,6 +182,13 @@ def test_an_owner_back_from_a_kill_serves_its_share_from_its_disk_again(
     # RAM too small for these blocks: every block a node does not own comes from its owner.
     with started_fleet(tmp_path, shim, "--ram-bytes", "1MiB") as nodes:
         assert requests.get(nodes[0].url + url, timeout=60).content == data  # owners fill
+        members = [node.url for node in nodes]
+        owners = [owner(members, block_id(bucket, "returns", i)) for i in range(9)]
+        owned = owners.count(nodes[2].url)
+        deadline = time.monotonic() + 10  # its blocks land on its disk just after they are sent
+        while len(list(nodes[2].disk_dir.rglob("*.val"))) < owned:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
         nodes[2].stop(9)
         assert requests.get(nodes[1].url + url, timeout=60).content == data  # upstream instead
         nodes[2].start()  # the same disk folder

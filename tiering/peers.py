@@ -71,8 +71,6 @@ class Peers:
         self._clock = clock
         self._upstreams: dict[str, Upstream] = {}
         self._open_until: dict[str, float] = {}
-        self.asked = 0  # block requests sent to a member
-        self.failures = 0  # of those, the ones that fell back to the upstream
 
     def route(self, bucket: str, key: str, index: int) -> tuple[str, Upstream] | None:
         """The member to ask for block `index` of `bucket/key`, or None: ask the upstream
@@ -83,11 +81,13 @@ class Peers:
         member = owner(members, block_id(bucket, key, index))
         if member == self.me or self._clock() < self._open_until.get(member, 0.0):
             return None
+        return member, self._upstream_of(member)
+
+    def _upstream_of(self, member: str) -> Upstream:
         upstream = self._upstreams.get(member)
         if upstream is None:
             upstream = self._upstreams[member] = self._connect(member)
-        self.asked += 1
-        return member, upstream
+        return upstream
 
     def owns_elsewhere(self, bucket: str, key: str, index: int) -> bool:
         """Whether another member owns the block (whatever its circuit's state)."""
@@ -96,7 +96,6 @@ class Peers:
 
     def failed(self, member: str, why: str) -> None:
         """The member did not answer usefully: skip it for a while."""
-        self.failures += 1
         if self._clock() >= self._open_until.get(member, 0.0):
             log.warning("peer %s skipped for %.0f s: %s", member, OPEN_S, why)
         self._open_until[member] = self._clock() + OPEN_S
@@ -121,12 +120,10 @@ class Peers:
                 self.failed(member, f"did not forget {bucket}/{key}: {result}")
 
     async def _forget(self, member: str, bucket: str, key: str) -> bool:
-        upstream = self._upstreams.get(member)
-        if upstream is None:
-            upstream = self._upstreams[member] = self._connect(member)
+        member_upstream = self._upstream_of(member)
         try:
             async with asyncio.timeout(FORGET_TIMEOUT_S):
-                answer = await upstream.fetch("POST", object_path(bucket, key), {}, 1 << 12)
+                answer = await member_upstream.fetch("POST", object_path(bucket, key), {}, 1 << 12)
         except (TimeoutError, UpstreamUnavailable, UpstreamBroken):
             return False
         return answer.status == 204

@@ -277,7 +277,7 @@ class Resolver:
             declared = answer.header(b"content-length")
             if declared is None:
                 return None
-            size, at, length, _ = self._placed(answer, index, part, int(declared))
+            size, at, length = self._placed(answer, index, part, int(declared))
             meta = ObjectMeta.from_upstream(answer.headers, size, self._clock(), whole=False)
             arrival = Arrival(at, length, etag_md5(meta) if length == size else None)
             heard.set_result((meta, arrival))
@@ -337,7 +337,7 @@ class Resolver:
             return await self._from_head(obj, generation)
         if answer.status not in (200, 206):
             await self._refused(obj, answer, answer.body)
-        size, at, length, _ = self._placed(answer, index, part, len(answer.body))
+        size, at, length = self._placed(answer, index, part, len(answer.body))
         if len(answer.body) != length:
             raise UpstreamBroken("block length differs from Content-Range")
         meta = ObjectMeta.from_upstream(answer.headers, size, self._clock(), whole=False)
@@ -349,17 +349,17 @@ class Resolver:
 
     def _placed(
         self, answer: Answer, index: int, part: Span | None, received: int
-    ) -> tuple[int, int, int, int]:
+    ) -> tuple[int, int, int]:
         """The object's size, and where the body of an answer to a ranged GET of block `index`
-        (or of `part` of it) sits: its offset, its length, and the whole block's length."""
+        (or of `part` of it) sits: its offset and its length."""
         total = content_range_total(answer.header(b"content-range") or "")
         size = total if answer.status == 206 and total is not None else received
         if answer.status == 200:
             index, part = 0, None
         at = part.start if part is not None else index * self._block_size
-        whole = expected_length(index, self._block_size, size)
-        length = whole if part is None else min(part.end, size - 1) - part.start + 1
-        return size, at, length, whole
+        if part is None:
+            return size, at, expected_length(index, self._block_size, size)
+        return size, at, min(part.end, size - 1) - part.start + 1
 
     def _found(
         self,

@@ -126,21 +126,20 @@ class Upstream:
         ) as response:
             declared = response.content_length
             has_body = method != "HEAD" and response.status not in (204, 304)
-            sink = None
-            if into is not None and has_body:
-                sink = into(Answer(response.status, tuple(response.raw_headers), b""))
+            heard = Answer(response.status, tuple(response.raw_headers), b"")
+            sink = into(heard) if into is not None and has_body else None
             if sink is not None:
                 async for piece in read_chunks(response, 1 << 16):
                     sink.write(piece)
                     # A body already buffered would otherwise be read to its end before the
                     # sink's readers run: let them send each piece as it lands.
                     await asyncio.sleep(0)
-                return Answer(response.status, tuple(response.raw_headers), b"")
+                return heard
             if has_body and declared is not None and declared <= limit:
                 body = await _read_into(response, declared)
             else:
                 body = await _read_joined(response, limit)
-            return Answer(response.status, tuple(response.raw_headers), body)
+            return Answer(heard.status, heard.headers, body)
 
     @asynccontextmanager
     async def open(

@@ -78,7 +78,7 @@ class UpstreamReads:
         headers = {"range": f"bytes={span.start}-{span.end}", **(extra or {})}
         if if_match is not None:
             headers["if-match"] = if_match
-        return await self._call("GET", obj, headers, span.length)
+        return await self._call("GET", obj, headers, span.length, block=self._index(span))
 
     async def arrive(self, obj: ObjectId, span: Span, shape: Shape) -> Answer:
         """A GET of bytes `span` whose body, if `shape` makes an arrival of the answer's status
@@ -96,7 +96,7 @@ class UpstreamReads:
 
         headers = {"range": f"bytes={span.start}-{span.end}"}
         try:
-            return await self._call("GET", obj, headers, span.length, into)
+            return await self._call("GET", obj, headers, span.length, into, self._index(span))
         except UpstreamBroken:
             if not began:
                 raise
@@ -129,6 +129,9 @@ class UpstreamReads:
             headers["if-none-match"] = if_none_match
         return await self._call("HEAD", obj, headers, 0)
 
+    def _index(self, span: Span) -> int:
+        return span.start // self._block_size
+
     async def _call(
         self,
         method: str,
@@ -136,26 +139,19 @@ class UpstreamReads:
         headers: dict[str, str],
         limit: int,
         into: Into | None = None,
+        block: int | None = None,
     ) -> Answer:
-        """From the block's owner when another member owns it, else (or when the owner fails
-        before anything of its answer was streamed) from the upstream."""
-        routed = self._route(method, obj, headers)
+        """From the owner of `block` when another member owns it, else (or when the owner
+        fails before anything of its answer was streamed) from the upstream."""
+        routed = None
+        if self._peers is not None and block is not None:
+            routed = self._peers.route(obj.bucket, obj.key, block)
         if routed is None or self._peers is None:
             return await self._retried(method, obj, headers, limit, into)
         peers, (member, peer) = self._peers, routed
         streamed: list[bool] = []
-
-        def watched(answer: Answer) -> Sink | None:
-            sink = into(answer) if into is not None and answer.status < 500 else None
-            if sink is not None:
-                streamed.append(True)
-            return sink
-
         try:
-            answer = await peer.fetch(
-                method, object_path(obj.bucket, obj.key), dict(headers), max(limit, 1 << 16),
-                operation="peer_block", into=watched if into is not None else None,
-            )  # fmt: skip
+            answer = await _fetch(peer, "peer_block", method, obj, headers, limit, into, streamed)
         except (UpstreamUnavailable, UpstreamBroken) as exc:
             peers.failed(member, str(exc))
             if streamed:
@@ -166,16 +162,6 @@ class UpstreamReads:
                 return answer
             peers.failed(member, f"status {answer.status}")
         return await self._retried(method, obj, headers, limit, into)
-
-    def _route(
-        self, method: str, obj: ObjectId, headers: Mapping[str, str]
-    ) -> tuple[str, Upstream] | None:
-        if self._peers is None or method != "GET":
-            return None
-        first = headers.get("range", "").removeprefix("bytes=").partition("-")[0]
-        if not first.isdigit():
-            return None
-        return self._peers.route(obj.bucket, obj.key, int(first) // self._block_size)
 
     async def _retried(
         self,
@@ -189,28 +175,44 @@ class UpstreamReads:
         it: none of its bytes has reached anyone yet. Not so a body that went `into` a sink
         as it came: that one is the caller's to resume. A block after the first is pinned by
         If-Match, so a retry cannot return another version's bytes."""
-        path = object_path(obj.bucket, obj.key)
         operation = "get_block" if method == "GET" else "head"
-        streamed = False
-
-        def watched(answer: Answer) -> Sink | None:
-            nonlocal streamed
-            sink = into(answer) if into is not None else None
-            streamed = streamed or sink is not None
-            return sink
-
+        streamed: list[bool] = []
         for attempt, pause in enumerate((*self._retry.backoffs_s, None)):
             try:
-                answer = await self._upstream.fetch(
-                    method, path, dict(headers), max(limit, 1 << 16), operation=operation,
-                    into=watched if into is not None else None,
-                )  # fmt: skip
+                answer = await _fetch(
+                    self._upstream, operation, method, obj, headers, limit, into, streamed
+                )
             except (UpstreamUnavailable, UpstreamBroken):
                 if pause is None or streamed:
                     raise
             else:
                 if answer.status not in RETRY_STATUSES or pause is None:
                     return answer
+            path = object_path(obj.bucket, obj.key)
             log.info("retrying %s %s (attempt %d)", method, path, attempt + 2)
             await asyncio.sleep(pause * (0.5 + random.random()))
         raise AssertionError("unreachable")
+
+
+async def _fetch(
+    source: Upstream,
+    operation: str,
+    method: str,
+    obj: ObjectId,
+    headers: dict[str, str],
+    limit: int,
+    into: Into | None,
+    streamed: list[bool],
+) -> Answer:
+    """One exchange with `source`; `streamed` gains an entry once a body goes `into` a sink."""
+
+    def watched(answer: Answer) -> Sink | None:
+        sink = into(answer) if into is not None else None
+        if sink is not None:
+            streamed.append(True)
+        return sink
+
+    return await source.fetch(
+        method, object_path(obj.bucket, obj.key), dict(headers), max(limit, 1 << 16),
+        operation=operation, into=watched if into is not None else None,
+    )  # fmt: skip
