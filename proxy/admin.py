@@ -26,6 +26,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
+from tiering.blockloads import SOURCE_NAMES
 from tiering.blocks import ObjectId
 from tiering.metrics import RESULTS, UPSTREAM_OPERATIONS, Metrics
 from tiering.warmup import WarmJob, WarmJobs
@@ -158,8 +159,8 @@ def summarize(totals: dict[str, float]) -> dict[str, object]:
 
     results = {r: value("s3tier_cache_results_total", result=r) for r in RESULTS if r != "none"}
     reads = sum(results.values()) - results["bypass"]
-    hits = results["hit_ram"] + results["hit_disk"] + results["revalidated"] + results["stale"]
-    served = {t: value("s3tier_served_bytes_total", tier=t) for t in ("ram", "disk", "upstream")}
+    hits = sum(results[r] for r in ("hit_ram", "hit_disk", "hit_peer", "revalidated", "stale"))
+    served = {t: value("s3tier_served_bytes_total", tier=t) for t in SOURCE_NAMES.values()}
     tiers = {
         t: {
             "used_bytes": value("s3tier_tier_usage_bytes", tier=t),
@@ -173,7 +174,7 @@ def summarize(totals: dict[str, float]) -> dict[str, object]:
         "hit_ratio": round(hits / reads, 4) if reads else None,
         "ram_hit_ratio": round(results["hit_ram"] / reads, 4) if reads else None,
         "served_bytes": served,
-        "upstream_bytes_saved": served["ram"] + served["disk"],
+        "upstream_bytes_saved": served["ram"] + served["disk"] + served["peer"],
         "upstream_received_bytes": sum(
             value("s3tier_upstream_received_bytes_total", operation=op)
             for op in UPSTREAM_OPERATIONS

@@ -55,6 +55,7 @@ REQUEST_ID: ContextVar[str] = ContextVar("request_id", default="-")
 RESULT_NAMES = {
     b"HIT-RAM": "hit_ram",
     b"HIT-DISK": "hit_disk",
+    b"HIT-PEER": "hit_peer",
     b"MISS": "miss",
     b"REVALIDATED": "revalidated",
     b"STALE": "stale",
@@ -177,7 +178,10 @@ async def _request(
         if metrics is not None:
             metrics.in_flight.dec()
             elapsed = time.perf_counter() - started
-            metrics.request(exchange.operation, tracked.status or 499, tracked.result, elapsed)
+            if trusted:  # another member's block request, counted apart from clients'
+                metrics.served_peer(tracked.result)
+            else:
+                metrics.request(exchange.operation, tracked.status or 499, tracked.result, elapsed)
 
 
 async def _answer(

@@ -32,7 +32,12 @@ from tiering.parts import Span, first_part
 from tiering.readthrough import Body, ReadThrough, Resolved, Source, Want
 from tiering.streaming import FileSpan
 
-STATUS_BY_SOURCE = {Source.RAM: b"HIT-RAM", Source.DISK: b"HIT-DISK", Source.UPSTREAM: b"MISS"}
+STATUS_BY_SOURCE = {
+    Source.RAM: b"HIT-RAM",
+    Source.DISK: b"HIT-DISK",
+    Source.PEER: b"HIT-PEER",  # from the tiers of the fleet member that owns the block
+    Source.UPSTREAM: b"MISS",
+}
 # RFC 9110 §15.4.5: a 304 carries the validators and caching headers a 200 would have had.
 NOT_MODIFIED_HEADERS = frozenset({b"etag", b"last-modified", b"cache-control", b"expires"})
 CONDITIONAL_HEADERS = frozenset(

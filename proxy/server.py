@@ -108,7 +108,7 @@ class S3Tier:
         if self._disk is not None and s.workers > 1:
             claims = self._claims = Claims(os.path.join(s.disk_dir, "claims"))
         if s.peers:
-            self._fleet = Fleet(s)
+            self._fleet = Fleet(s, self._metrics)
         readthrough = ReadThrough(
             ram=RamTier(s.ram_bytes),
             disk=self._disk,
@@ -186,7 +186,7 @@ class Fleet:
     """This node's part in a fleet (tiering/peers.py): the members, kept current, and a
     session to them with a short connect timeout, so a member that is down costs little."""
 
-    def __init__(self, s: Settings) -> None:
+    def __init__(self, s: Settings, metrics: Metrics) -> None:
         assert s.peers is not None
         self.membership = Membership(MemberSource.parse(s.peers))
         self._session = new_session(PEER_CONNECT_TIMEOUT_S, s.upstream_read_timeout_s)
@@ -195,6 +195,7 @@ class Fleet:
             self.membership,
             s.member_id,
             lambda member: Upstream(member + PEER_PREFIX, signer, self._session),
+            metrics=metrics,
         )
         self._task: asyncio.Task[None] | None = None
 

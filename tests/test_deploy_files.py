@@ -2,8 +2,8 @@
 
 No Docker engine or helm binary runs here, so these tests read the files and check them against
 the project: the entry point, port, disk directory and settings the code declares, the values the
-chart's templates use, and the metric names the proxy exports (``METRICS`` below is that
-contract, shared with the metrics module).
+chart's templates use, and the metric names the proxy exports (``METRICS`` below, read from
+the metrics module's own registry).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from packaging.utils import canonicalize_name
 
 from config.settings import CONFIG_ENV_VAR, CONFIG_FLAG, SETTINGS, SETTINGS_BY_NAME, Settings
 from proxy.cli import COMMANDS
+from tiering.metrics import Metrics
 
 REPO = Path(__file__).resolve().parent.parent
 DOCKERFILE = REPO / "Dockerfile"
@@ -35,29 +36,18 @@ DASHBOARD = CHART / "dashboards" / "s3tier.json"
 SIDECAR_POD = CHART / "examples" / "sidecar-pod.yaml"
 PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
 
-# The Prometheus metrics s3tier exports: the dashboard may use these and no others.
-METRICS = frozenset({
-    "s3tier_requests_total",
-    "s3tier_cache_results_total",
-    "s3tier_served_bytes_total",
-    "s3tier_upstream_requests_total",
-    "s3tier_upstream_received_bytes_total",
-    "s3tier_upstream_request_duration_seconds",
-    "s3tier_upstream_errors_total",
-    "s3tier_coalesced_waiters_total",
-    "s3tier_prefetch_bytes_total",
-    "s3tier_evictions_total",
-    "s3tier_admissions_total",
-    "s3tier_tier_usage_bytes",
-    "s3tier_tier_capacity_bytes",
-    "s3tier_tier_errors_total",
-    "s3tier_tier_entries",
-    "s3tier_requests_in_flight",
-    "s3tier_response_duration_seconds",
-})  # fmt: skip
-HISTOGRAMS = frozenset({
-    "s3tier_upstream_request_duration_seconds", "s3tier_response_duration_seconds",
-})  # fmt: skip
+
+def exported_metrics() -> tuple[frozenset[str], frozenset[str]]:
+    """The names the proxy's metrics export (counters with their _total), and its histograms."""
+    names, histograms = set(), set()
+    for family in Metrics().registry.collect():
+        names.add(family.name + ("_total" if family.type == "counter" else ""))
+        if family.type == "histogram":
+            histograms.add(family.name)
+    return frozenset(names), frozenset(histograms)
+
+
+METRICS, HISTOGRAMS = exported_metrics()
 HISTOGRAM_SERIES = ("_bucket", "_sum", "_count")
 
 
@@ -486,6 +476,9 @@ DASHBOARD_VIEWS = [
     ("evictions", r"s3tier_evictions_total"),
     ("prefetch efficiency", r'outcome="used".*/.*outcome="issued"'),
     ("tier fill", r"s3tier_tier_usage_bytes"),
+    ("peer block requests", r"s3tier_peer_requests_total"),
+    ("peer fetch latency", r"histogram_quantile\(.*s3tier_peer_request_duration_seconds_bucket"),
+    ("open circuits", r"s3tier_peer_circuits_open"),
 ]
 
 

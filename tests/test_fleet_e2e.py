@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness import S3TierServer
 from tests.upstream_shim import UpstreamShim
@@ -72,6 +73,16 @@ def fleet(tmp_path: Path, shim: UpstreamShim) -> Iterator[list[S3TierServer]]:
         yield nodes
 
 
+def metric(server: S3TierServer, name: str, **labels: str) -> float:
+    text = requests.get(f"{server.url}/_s3tier/metrics", timeout=10).text
+    total = 0.0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
 def upstream_body_bytes(shim: UpstreamShim, bucket: str, key: str) -> int:
     return sum(r.body_bytes for r in shim.matching("GET", f"/{bucket}/{key}"))
 
@@ -108,6 +119,39 @@ def test_every_node_serves_the_blocks_it_does_not_own_from_their_owners(
         )
         assert (ranged.status_code, ranged.content) == (206, data[3145000:4194401])
     assert upstream_body_bytes(shim, bucket, "spread") == len(data)
+
+
+def test_a_block_from_its_owners_cache_is_a_peer_hit_then_a_ram_hit_where_it_is_hot(
+    fleet: list[S3TierServer], direct: Any, bucket: str, shim: UpstreamShim
+) -> None:
+    data = os.urandom(300_000)
+    direct.put_object(Bucket=bucket, Key="hot", Body=data)
+    members = [node.url for node in fleet]
+    home = fleet[members.index(owner(members, block_id(bucket, "hot", 0)))]
+    other = next(node for node in fleet if node is not home)
+    statuses = []
+    for node in (home, other, other):
+        got = requests.get(f"{node.url}/{bucket}/hot", timeout=30)
+        assert got.content == data
+        statuses.append(got.headers["x-cache-status"])
+    # The owner fills from S3; another member gets it from the owner's RAM, then keeps it in
+    # its own RAM (a hot block is read where it is read, not from its owner every time).
+    assert statuses == ["MISS", "HIT-PEER", "HIT-RAM"]
+    assert upstream_body_bytes(shim, bucket, "hot") == len(data)
+    deadline = time.monotonic() + 5  # the counts reach the metrics once a second
+    while metric(other, "s3tier_peer_requests_total", outcome="hit") < 1:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)
+    assert metric(other, "s3tier_cache_results_total", result="hit_peer") == 1
+    assert metric(other, "s3tier_fleet_members") == 3
+    assert metric(other, "s3tier_peer_circuits_open") == 0
+    assert metric(other, "s3tier_peer_request_duration_seconds_count") == 1
+    stats = requests.get(f"{other.url}/_s3tier/stats", timeout=10).json()
+    assert stats["served_bytes"]["peer"] == len(data)
+    assert stats["upstream_bytes_saved"] == 2 * len(data)  # one from the owner, one from RAM
+    # The owner counts the member's request apart from its clients' answers.
+    assert metric(home, "s3tier_peer_served_total", result="hit_ram") == 1
+    assert metric(home, "s3tier_cache_results_total", result="hit_ram") == 0
 
 
 def test_the_fleets_disks_hold_a_working_set_no_single_node_could(

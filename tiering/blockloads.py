@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable
 from tiering.blocks import BlockKey, ObjectId
 from tiering.meta import ObjectMeta
 from tiering.singleflight import Done, SingleFlight, Spawn
-from tiering.upstream import UpstreamBroken, UpstreamUnavailable
+from tiering.upstream import Answer, UpstreamBroken, UpstreamUnavailable
 
 
 class Source(enum.IntEnum):
@@ -22,10 +22,23 @@ class Source(enum.IntEnum):
 
     RAM = 0
     DISK = 1
-    UPSTREAM = 2
+    PEER = 2  # another fleet member's tiers (tiering/peers.py)
+    UPSTREAM = 3
 
 
-SOURCE_NAMES = {Source.RAM: "ram", Source.DISK: "disk", Source.UPSTREAM: "upstream"}
+SOURCE_NAMES = {
+    Source.RAM: "ram",
+    Source.DISK: "disk",
+    Source.PEER: "peer",
+    Source.UPSTREAM: "upstream",
+}
+
+
+def source_of(answer: Answer) -> Source:
+    """Where the bytes of an answer to a block's GET came from: a member's cache, or S3."""
+    return Source.PEER if answer.cached else Source.UPSTREAM
+
+
 Got = tuple[bytes, Source]
 Load = Callable[[ObjectId, ObjectMeta, BlockKey], Awaitable[Done[Got]]]
 

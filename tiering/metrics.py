@@ -25,8 +25,8 @@ from prometheus_client import (
     multiprocess,
 )
 
-RESULTS = ("hit_ram", "hit_disk", "miss", "revalidated", "stale", "bypass", "none")
-TIERS = ("ram", "disk", "upstream")
+RESULTS = ("hit_ram", "hit_disk", "hit_peer", "miss", "revalidated", "stale", "bypass", "none")
+PEER_OUTCOMES = ("hit", "miss", "failed")
 OPERATIONS = (
     "get_object", "head_object", "put_object", "delete_object", "list", "multipart", "other",
 )  # fmt: skip
@@ -52,6 +52,8 @@ class Sample:
     capacity_bytes: dict[str, float] = field(default_factory=dict)
     served_bytes: dict[str, int] = field(default_factory=dict)  # by tier
     disk_errors: dict[str, int] = field(default_factory=dict)  # by kind: io, corrupt
+    fleet_members: int = 0  # in this node's view of the fleet (0: no fleet)
+    circuits_open: int = 0  # members skipped now because they failed
 
 
 class HitTally:
@@ -154,6 +156,30 @@ class Metrics:
             "s3tier_response_duration_seconds", "Time to answer, by cache result", ["result"],
             buckets=LATENCY_BUCKETS, registry=r,
         )  # fmt: skip
+        self.peer_requests = Counter(
+            "s3tier_peer_requests",
+            "Block requests to their owning fleet member, by outcome: hit (from its tiers), "
+            "miss (it filled from the upstream), failed (the block came from the upstream)",
+            ["outcome"], registry=r,
+        )  # fmt: skip
+        self.peer_duration = Histogram(
+            "s3tier_peer_request_duration_seconds", "Block requests to their owner, whole body",
+            buckets=LATENCY_BUCKETS, registry=r,
+        )  # fmt: skip
+        self.peer_served = Counter(
+            "s3tier_peer_served",
+            "Block requests this node answered for other members, by cache result (kept out "
+            "of the client counts, so a fleet's sum counts each client answer once)",
+            ["result"], registry=r,
+        )  # fmt: skip
+        self.fleet_members = Gauge(
+            "s3tier_fleet_members", "Members in this node's view of the fleet", registry=r,
+            multiprocess_mode="max",
+        )  # fmt: skip
+        self.circuits_open = Gauge(
+            "s3tier_peer_circuits_open", "Members skipped now because they failed lately",
+            registry=r, multiprocess_mode="max",
+        )  # fmt: skip
         self._bind()
         self._last = Sample()
         self.hits = HitTally()
@@ -172,6 +198,8 @@ class Metrics:
             self.upstream_requests.labels(op)
         for outcome in ("issued", "used", "wasted"):
             self.prefetch_bytes.labels(outcome)
+        self.peer_children = {o: self.peer_requests.labels(o) for o in PEER_OUTCOMES}
+        self.peer_served_children = {res: self.peer_served.labels(res) for res in RESULTS}
 
     def request(self, operation: str, status: int, result: str, seconds: float) -> None:
         status_class = STATUS_CLASSES[min(max(status // 100, 1), 5) - 1]
@@ -179,6 +207,13 @@ class Metrics:
         if result != "none":
             self.result_children[result].inc()
         self.duration_children[result].observe(seconds)
+
+    def served_peer(self, result: str) -> None:
+        self.peer_served_children[result].inc()
+
+    def peer(self, outcome: str, seconds: float) -> None:
+        self.peer_children[outcome].inc()
+        self.peer_duration.observe(seconds)
 
     def unexpected(self, operation: str) -> None:
         self.unexpected_children[operation].inc()
@@ -208,6 +243,8 @@ class Metrics:
         _set(self.tier_usage, now.usage_bytes)
         _set(self.tier_entries, now.entries)
         _set(self.tier_capacity, now.capacity_bytes)
+        self.fleet_members.set(now.fleet_members)
+        self.circuits_open.set(now.circuits_open)
         self._last = now
         self._drain(self.hits)
 

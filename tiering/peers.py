@@ -26,6 +26,7 @@ from contextvars import ContextVar
 from urllib.parse import urlsplit
 
 from tiering.members import Membership
+from tiering.metrics import Metrics
 from tiering.ownership import block_id, owner
 from tiering.peerauth import HEADER, sign
 from tiering.signing import Signer
@@ -64,11 +65,13 @@ class Peers:
         me: str,
         connect: Callable[[str], Upstream],
         clock: Callable[[], float] = time.monotonic,
+        metrics: Metrics | None = None,
     ) -> None:
         self.membership = membership
         self.me = me
         self._connect = connect  # the Upstream speaking to one member's peer endpoint
         self._clock = clock
+        self._metrics = metrics
         self._upstreams: dict[str, Upstream] = {}
         self._open_until: dict[str, float] = {}
 
@@ -94,14 +97,25 @@ class Peers:
         members = self.membership.members
         return len(members) > 1 and owner(members, block_id(bucket, key, index)) != self.me
 
-    def failed(self, member: str, why: str) -> None:
-        """The member did not answer usefully: skip it for a while."""
+    def failed(self, member: str, why: str, seconds: float | None = None) -> None:
+        """The member did not answer usefully (after `seconds`, for a block request): skip it
+        for a while."""
         if self._clock() >= self._open_until.get(member, 0.0):
             log.warning("peer %s skipped for %.0f s: %s", member, OPEN_S, why)
         self._open_until[member] = self._clock() + OPEN_S
+        if seconds is not None and self._metrics is not None:
+            self._metrics.peer("failed", seconds)
 
-    def answered(self, member: str) -> None:
+    def answered(self, member: str, seconds: float, hit: bool) -> None:
+        """The member answered a block request, from its tiers (`hit`) or the upstream."""
         self._open_until.pop(member, None)
+        if self._metrics is not None:
+            self._metrics.peer("hit" if hit else "miss", seconds)
+
+    def circuits_open(self) -> int:
+        """How many members are being skipped now."""
+        now = self._clock()
+        return sum(1 for until in self._open_until.values() if until > now)
 
     async def forget_everywhere(self, bucket: str, key: str) -> None:
         """A write through this node changed `bucket/key`: every other member forgets it

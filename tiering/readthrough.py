@@ -59,7 +59,7 @@ class Counters:
     coalesced: int = 0  # requests that joined a fetch under way instead of making their own
     hot: int = 0  # answers given by hot() (the protocol's fast path)
     file_bytes: int = 0  # bytes sent as spans of disk files (tiering/streaming.py)
-    served: dict[str, int] = field(default_factory=lambda: {"ram": 0, "disk": 0, "upstream": 0})
+    served: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SOURCE_NAMES.values(), 0))
 
 
 class ReadThrough:
@@ -165,15 +165,15 @@ class ReadThrough:
         or RAM, or more."""
         base = index * self.block_size
         if resolved.first is not None and resolved.first[0] == index:
-            return Piece(base, resolved.first[1]), Source.UPSTREAM
+            return Piece(base, resolved.first[1]), resolved.source
         need = needed(index, self.block_size, resolved.meta.size, span.start, span.end)
         arrival = resolved.arrival
         if arrival is not None and arrival.at <= need.start <= arrival.end:
             # Cut-through: the first bytes are in hand, the rest follow (tiering/arrival.py).
             await arrival.wait(span.start)
-            return arrival, Source.UPSTREAM
+            return arrival, resolved.source
         if resolved.piece is not None and resolved.piece.covers(need):
-            return resolved.piece, Source.UPSTREAM
+            return resolved.piece, resolved.source
         data = self.cached_block(obj, resolved.meta, index)
         if data is not None:
             return Piece(base, data), Source.RAM
@@ -284,8 +284,8 @@ class ReadThrough:
         stored = await self._from_disk(key, meta)
         if stored is not None:
             return Piece(index * self.block_size, stored), Source.DISK
-        data = await self._reads.pinned(obj, meta.etag, span, span.length)
-        return Piece(span.start, data), Source.UPSTREAM
+        data, source = await self._reads.pinned(obj, meta.etag, span, span.length)
+        return Piece(span.start, data), source
 
     def file_now(self, obj: ObjectId, meta: ObjectMeta, index: int) -> AnyPiece | None:
         """Block `index` of an object RAM never takes, as a disk file this process has
@@ -368,12 +368,12 @@ class ReadThrough:
                 if data is not None:
                     claim.release()
                     return Done((data, Source.DISK))
-            data = await self._fetch(obj, meta, key.block)
+            data, source = await self._fetch(obj, meta, key.block)
         except BaseException:
             if claim is not None:
                 claim.release()
             raise
-        return Done((data, Source.UPSTREAM), settle=self._store(key, data, meta, claim))
+        return Done((data, source), settle=self._store(key, data, meta, claim))
 
     async def _claim(self, obj: ObjectId, index: int) -> Claim | None:
         if self._claims is None:
@@ -388,8 +388,9 @@ class ReadThrough:
         self._admit_ram(key, data, meta)
         return data
 
-    async def _fetch(self, obj: ObjectId, meta: ObjectMeta, index: int) -> bytes:
-        """Block `index` of this version from the upstream, whole, or an exception."""
+    async def _fetch(self, obj: ObjectId, meta: ObjectMeta, index: int) -> tuple[bytes, Source]:
+        """Block `index` of this version from the upstream (or its owner), whole, or an
+        exception."""
         start = index * self.block_size
         span = Span(start, start + self.block_size - 1)
         length = expected_length(index, self.block_size, meta.size)
@@ -405,12 +406,14 @@ class ReadThrough:
         if resolved.first is not None:
             index, data = resolved.first
             key = BlockKey(obj.bucket, obj.key, meta.etag, index)
-            stored = self._publish(key, data, meta)
+            stored = self._publish(key, data, meta, resolved.source)
         elif resolved.arrival is not None and resolved.whole:
             arrival = resolved.arrival
             key = BlockKey(obj.bucket, obj.key, meta.etag, arrival.at // self.block_size)
-            claim, persisted = resolved.claim, resolved.persisted
-            self._loads.follow(key, lambda: self._arrived(key, arrival, meta, claim, persisted))
+            claim, persisted, source = resolved.claim, resolved.persisted, resolved.source
+            self._loads.follow(
+                key, lambda: self._arrived(key, arrival, meta, source, claim, persisted)
+            )
             return  # its claim is let go once it is stored
         elif resolved.piece is not None or resolved.arrival is not None:
             at, end = _extent(resolved)
@@ -425,6 +428,7 @@ class ReadThrough:
         key: BlockKey,
         arrival: Arrival,
         meta: ObjectMeta,
+        source: Source,
         claim: Claim | None,
         persisted: asyncio.Task[None] | None,
     ) -> Done[Got]:
@@ -437,9 +441,11 @@ class ReadThrough:
             if claim is not None:
                 claim.release()
             raise
-        return Done((data, Source.UPSTREAM), settle=self._store(key, data, meta, claim, persisted))
+        return Done((data, source), settle=self._store(key, data, meta, claim, persisted))
 
-    def _publish(self, key: BlockKey, data: bytes, meta: ObjectMeta) -> asyncio.Task[Any] | None:
+    def _publish(
+        self, key: BlockKey, data: bytes, meta: ObjectMeta, source: Source
+    ) -> asyncio.Task[Any] | None:
         """Make a block fetched with metadata visible at once, before any await: to RAM, and
         as a finished load until its disk write (returned) lands, so no request fetches it
         again."""
@@ -447,7 +453,7 @@ class ReadThrough:
         if self._disk is None:
             return None
         stored = self._tasks.spawn(self._disk.put(key, data))
-        self._loads.hold(key, (data, Source.UPSTREAM), lambda: stored)
+        self._loads.hold(key, (data, source), lambda: stored)
         return stored
 
     async def _store(
@@ -547,7 +553,7 @@ class ReadThrough:
             if into_ram or self._disk is None:
                 await self._block(obj, meta, key)
             elif await self._disk.get(key) is None:
-                await self._disk.put(key, await self._fetch(obj, meta, index))
+                await self._disk.put(key, (await self._fetch(obj, meta, index))[0])
         return meta.size
 
     # -- metrics and shutdown ----------------------------------------------------------------
@@ -569,6 +575,9 @@ class ReadThrough:
             },
             served_bytes=dict(self.counters.served),
         )
+        if self._peers is not None:
+            sample.fleet_members = len(self._peers.membership.members)
+            sample.circuits_open = self._peers.circuits_open()
         for tier in (self._ram, self._disk):
             if tier is not None:
                 await _sample_tier(sample, tier, workers if tier.shared else 1)

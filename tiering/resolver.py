@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 from cachetools import LRUCache
 
 from tiering.arrival import Arrival
-from tiering.blockloads import Source
+from tiering.blockloads import Source, source_of
 from tiering.blocks import ObjectId, expected_length
 from tiering.claims import Claim, Claims
 from tiering.freshness import FreshnessPolicy, is_fresh
@@ -269,7 +269,7 @@ class Resolver:
         answer that is not the bytes asked for (a refusal, a 416) is read whole and judged as
         before."""
         loop = asyncio.get_running_loop()
-        heard: asyncio.Future[tuple[ObjectMeta, Arrival]] = loop.create_future()
+        heard: asyncio.Future[tuple[ObjectMeta, Arrival, Source]] = loop.create_future()
 
         def shape(answer: Answer) -> Arrival | None:
             if answer.status not in (200, 206) or heard.done():
@@ -280,7 +280,7 @@ class Resolver:
             size, at, length = self._placed(answer, index, part, int(declared))
             meta = ObjectMeta.from_upstream(answer.headers, size, self._clock(), whole=False)
             arrival = Arrival(at, length, etag_md5(meta) if length == size else None)
-            heard.set_result((meta, arrival))
+            heard.set_result((meta, arrival, source_of(answer)))
             return arrival
 
         fill = self._spawn(self._arrive(obj, span, shape, heard))
@@ -289,17 +289,17 @@ class Resolver:
         answer = fill.result() if not heard.done() else None
         if answer is not None:
             return await self._accept(obj, answer, index, generation, head, part, claim)
-        meta, arrival = heard.result()
+        meta, arrival, source = heard.result()
         if head is not None:
             meta = await self._merge_checksums(meta, head)
-        return self._found(obj, meta, arrival, generation, claim)
+        return self._found(obj, meta, arrival, source, generation, claim)
 
     async def _arrive(
         self,
         obj: ObjectId,
         span: Span,
         shape: Shape,
-        heard: asyncio.Future[tuple[ObjectMeta, Arrival]],
+        heard: asyncio.Future[tuple[ObjectMeta, Arrival, Source]],
     ) -> Answer | None:
         """Fetch into the arrival `shape` makes, check it, release it. Raises only while no
         arrival exists; after that, a failure is the arrival's, which its readers meet."""
@@ -345,7 +345,8 @@ class Resolver:
             raise UpstreamBroken("the object's bytes do not match its ETag")
         if head is not None:
             meta = await self._merge_checksums(meta, head)
-        return self._found(obj, meta, Piece(at, answer.body), generation, claim)
+        piece = Piece(at, answer.body)
+        return self._found(obj, meta, piece, source_of(answer), generation, claim)
 
     def _placed(
         self, answer: Answer, index: int, part: Span | None, received: int
@@ -366,6 +367,7 @@ class Resolver:
         obj: ObjectId,
         meta: ObjectMeta,
         first: Piece | Arrival,
+        source: Source,
         generation: int,
         claim: Claim | None,
     ) -> Resolved:
@@ -378,11 +380,11 @@ class Resolver:
             index, self._block_size, meta.size
         )
         if isinstance(first, Arrival):
-            resolved = Resolved(meta, Source.UPSTREAM, arrival=first, whole=whole)
+            resolved = Resolved(meta, source, arrival=first, whole=whole)
         elif whole:
-            resolved = Resolved(meta, Source.UPSTREAM, first=(index, first.data))
+            resolved = Resolved(meta, source, first=(index, first.data))
         else:
-            resolved = Resolved(meta, Source.UPSTREAM, piece=first)
+            resolved = Resolved(meta, source, piece=first)
         if claim is not None:
             resolved = replace(resolved, claim=claim, persisted=persisted)
         self._landed(obj, resolved)

@@ -62,6 +62,7 @@ class Answer:
     status: int
     headers: Headers
     body: bytes
+    cached: bool = False  # a fleet member answered from its tiers, not from the upstream
 
     def header(self, name: bytes) -> str | None:
         for key, value in self.headers:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tiering.arrival import Arrival
+from tiering.blockloads import Source, source_of
 from tiering.blocks import ObjectId
 from tiering.parts import Span
 from tiering.peers import REFUSED, Peers
@@ -106,12 +108,15 @@ class UpstreamReads:
             raise UpstreamBroken("the answer broke off and has no ETag to resume it by")
         rest = Span(arrival.at + arrival.filled, arrival.end)
         log.info("resuming %s/%s from byte %d", obj.bucket, obj.key, rest.start)
-        arrival.write(await self.pinned(obj, etag, rest, rest.length))
+        arrival.write((await self.pinned(obj, etag, rest, rest.length))[0])
         return answer
 
-    async def pinned(self, obj: ObjectId, etag: str, span: Span, length: int) -> bytes:
+    async def pinned(
+        self, obj: ObjectId, etag: str, span: Span, length: int
+    ) -> tuple[bytes, Source]:
         """Bytes `span` of version `etag`, `length` of them (a last block ends before the span
-        does), or an exception: ObjectChanged when that version is gone."""
+        does), and where they came from; or an exception: ObjectChanged when that version is
+        gone."""
         answer = await self.get(obj, span, if_match=etag)
         if answer.status in (404, 412):
             # Replaced (If-Match failed) or deleted since the metadata was read: the caller
@@ -120,7 +125,7 @@ class UpstreamReads:
         # A 200 is the whole object, which is what was asked for exactly when its length is.
         if answer.status not in (200, 206) or len(answer.body) != length:
             raise UpstreamBroken(f"bytes {span.start}-{span.end}: status {answer.status}")
-        return answer.body
+        return answer.body, source_of(answer)
 
     async def head(self, obj: ObjectId, if_none_match: str | None = None) -> Answer:
         """The answer to a HEAD asking for the full-object checksums."""
@@ -150,17 +155,21 @@ class UpstreamReads:
             return await self._retried(method, obj, headers, limit, into)
         peers, (member, peer) = self._peers, routed
         streamed: list[bool] = []
+        started = time.perf_counter()
         try:
-            answer = await _fetch(peer, "peer_block", method, obj, headers, limit, into, streamed)
+            answer = await _fetch(
+                peer, "peer_block", method, obj, headers, limit, into, streamed, from_peer=True
+            )
         except (UpstreamUnavailable, UpstreamBroken) as exc:
-            peers.failed(member, str(exc))
+            peers.failed(member, str(exc), time.perf_counter() - started)
             if streamed:
                 raise  # the caller resumes what was streamed, pinned by If-Match
         else:
+            seconds = time.perf_counter() - started
             if answer.status < 500 and answer.header(REFUSED.encode()) is None:
-                peers.answered(member)
+                peers.answered(member, seconds, answer.cached)
                 return answer
-            peers.failed(member, f"status {answer.status}")
+            peers.failed(member, f"status {answer.status}", seconds)
         return await self._retried(method, obj, headers, limit, into)
 
     async def _retried(
@@ -203,16 +212,24 @@ async def _fetch(
     limit: int,
     into: Into | None,
     streamed: list[bool],
+    from_peer: bool = False,
 ) -> Answer:
-    """One exchange with `source`; `streamed` gains an entry once a body goes `into` a sink."""
+    """One exchange with `source`; `streamed` gains an entry once a body goes `into` a sink.
+    A member's answer says whether it came from that member's tiers (`Answer.cached`): its
+    X-Cache-Status, trusted from a member only (an upstream could be any cache)."""
+
+    def marked(answer: Answer) -> Answer:
+        status = answer.header(b"x-cache-status") if from_peer else None
+        return replace(answer, cached=True) if status and status.startswith("HIT") else answer
 
     def watched(answer: Answer) -> Sink | None:
-        sink = into(answer) if into is not None else None
+        sink = into(marked(answer)) if into is not None else None
         if sink is not None:
             streamed.append(True)
         return sink
 
-    return await source.fetch(
+    answer = await source.fetch(
         method, object_path(obj.bucket, obj.key), dict(headers), max(limit, 1 << 16),
         operation=operation, into=watched if into is not None else None,
     )  # fmt: skip
+    return marked(answer)
