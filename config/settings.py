@@ -79,11 +79,15 @@ def _show_peers(value: object) -> str:
 
 
 def _show_advertise(value: object) -> str:
-    return "http://HOST:PORT from --host and --port"
+    return "http(s)://HOST:PORT from --host, --port and --tls-cert"
 
 
 def _show_secret(value: object) -> str:
     return "unset"
+
+
+def _show_unset(value: object) -> str:
+    return "unset" if value is None else str(value)
 
 
 def _show_size(value: object) -> str:
@@ -203,6 +207,14 @@ SETTINGS: tuple[Setting, ...] = (
             "how the other members reach this node", show=_show_advertise),
     Setting("peer_secret", "peer_secret", parsers.optional_path, "SECRET",
             "shared by every member, signs their requests to each other", show=_show_secret),
+    Setting("tls_cert", "tls_cert", parsers.optional_path, "PATH",
+            "PEM certificate (chain) to serve HTTPS with; reloaded when it changes and on SIGHUP",
+            show=_show_unset),
+    Setting("tls_key", "tls_key", parsers.optional_path, "PATH",
+            "PEM private key of --tls-cert", show=_show_unset),
+    Setting("tls_ca", "tls_ca", parsers.optional_path, "PATH",
+            "PEM CA bundle that https:// members are verified against (default: the system's)",
+            show=_show_unset),
 )  # fmt: skip
 SETTINGS_BY_NAME: Mapping[str, Setting] = {row.name: row for row in SETTINGS}
 
@@ -248,13 +260,17 @@ class Settings:
     log_format: Literal["text", "json"] = "text"
     shutdown_grace_s: float = 30.0
     peers: str | None = None  # None: no fleet
-    advertise: str | None = None  # None: http://host:port
+    advertise: str | None = None  # None: http(s)://host:port
     peer_secret: str | None = None
+    tls_cert: str | None = None  # None: plain HTTP
+    tls_key: str | None = None
+    tls_ca: str | None = None
 
     @property
     def member_id(self) -> str:
         """This node's URL as the other members know it (its id for block ownership)."""
-        return self.advertise or f"http://{self.host}:{self.port}"
+        scheme = "https" if self.tls_cert else "http"
+        return self.advertise or f"{scheme}://{self.host}:{self.port}"
 
     @classmethod
     def from_sources(
@@ -277,6 +293,9 @@ class Settings:
         if values.get("peers") and not values.get("peer_secret"):
             row = SETTINGS_BY_NAME["peer_secret"]
             raise SettingsError(f"{row.label}: required with --peers (members sign requests)")
+        if bool(values.get("tls_cert")) != bool(values.get("tls_key")):
+            row = SETTINGS_BY_NAME["tls_key" if values.get("tls_cert") else "tls_cert"]
+            raise SettingsError(f"{row.label}: --tls-cert and --tls-key go together")
         return _with_derived_sizes(cls(**values), given)
 
     def redacted(self) -> dict[str, object]:

@@ -223,7 +223,8 @@ class S3TierHttpProtocol(HttpToolsProtocol):
             "path": self.root_path + path,
             "raw_path": self.root_path.encode("ascii") + raw_path,
             "query_string": parsed_url.query or b"",
-            "extensions": {ZERO_COPY: {}},
+            # sendfile writes the socket itself, beneath TLS: offered on plain HTTP only
+            "extensions": {ZERO_COPY: {}} if self.scheme == "http" else {},
         }
         if parser.should_upgrade() and self._should_upgrade():
             return

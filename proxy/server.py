@@ -14,6 +14,7 @@ import logging
 import os
 import pickle
 import shutil
+import ssl
 import tempfile
 import threading
 from dataclasses import replace
@@ -25,7 +26,7 @@ import yaml
 from botocore.credentials import Credentials
 
 from config.settings import Settings, is_loopback
-from proxy import httpserver, logs
+from proxy import httpserver, logs, tls
 from proxy.admin import AdminAccess, AdminContext, build_admin
 from proxy.app import Components, handle
 from proxy.asgi import Receive, Scope, Send
@@ -74,6 +75,7 @@ class S3Tier:
         self._disk: DiskTier | None = None
         self._claims: Claims | None = None
         self._fleet: Fleet | None = None
+        self._tls_task: asyncio.Task[None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -89,6 +91,9 @@ class S3Tier:
                 self._components = self._build()
                 if self._fleet is not None:
                     await self._fleet.start()
+                serving = tls.serving()
+                if serving is not None:  # this process serves HTTPS: keep its pair current
+                    self._tls_task = asyncio.get_running_loop().create_task(serving.watch())
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 await self._close()
@@ -169,6 +174,8 @@ class S3Tier:
 
     async def _close(self) -> None:
         httpserver.install_fast_path(None)
+        if self._tls_task is not None:
+            self._tls_task.cancel()
         if self._components is not None:
             self._sync_task.cancel()
             await self._jobs.close()
@@ -189,7 +196,9 @@ class Fleet:
     def __init__(self, s: Settings, metrics: Metrics) -> None:
         assert s.peers is not None
         self.membership = Membership(MemberSource.parse(s.peers))
-        self._session = new_session(PEER_CONNECT_TIMEOUT_S, s.upstream_read_timeout_s)
+        self._session = new_session(
+            PEER_CONNECT_TIMEOUT_S, s.upstream_read_timeout_s, tls.client_context(s.tls_ca)
+        )
         signer = PeerSigner((s.peer_secret or "").encode())
         self.peers = Peers(
             self.membership,
@@ -282,6 +291,16 @@ def serve(settings: Settings) -> None:
         log_config=None,  # uvicorn's loggers propagate to ours (proxy/logs.py)
         timeout_graceful_shutdown=settings.shutdown_grace_s,
     )
+    if settings.tls_cert and settings.tls_key:
+        try:  # a pair that does not load stops start-up here, with its reason
+            tls.ServingCertificate(settings.tls_cert, settings.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise SystemExit(f"s3tier: --tls-cert/--tls-key: {exc}") from exc
+        common.update(
+            ssl_certfile=settings.tls_cert,
+            ssl_keyfile=settings.tls_key,
+            ssl_context_factory=tls.context_factory,
+        )
     epochs: WriteEpochs | None = None
     ledger: DiskLedger | None = None
     try:

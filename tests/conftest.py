@@ -49,11 +49,14 @@ def start_s3tier(tmp_path: Path, shim: UpstreamShim) -> Iterator[Callable[..., S
     started: list[S3TierServer] = []
 
     def start(
-        *flags: str, upstream: str | None = "shim", workdir: Path | None = None
+        *flags: str,
+        upstream: str | None = "shim",
+        workdir: Path | None = None,
+        ca: Path | None = None,
     ) -> S3TierServer:
         where = workdir or tmp_path / f"s3tier-{len(started)}"
         where.mkdir(parents=True, exist_ok=True)
-        server = S3TierServer(where, shim.url if upstream == "shim" else upstream, *flags)
+        server = S3TierServer(where, shim.url if upstream == "shim" else upstream, *flags, ca=ca)
         started.append(server)
         server.start()
         return server

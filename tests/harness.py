@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -30,13 +31,18 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until_serving(url: str, process: subprocess.Popen[bytes], timeout_s: float = 30) -> None:
+def wait_until_serving(
+    url: str,
+    process: subprocess.Popen[bytes],
+    timeout_s: float = 30,
+    context: ssl.SSLContext | None = None,
+) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{url} exited with {process.returncode} before serving")
         try:
-            with urllib.request.urlopen(url, timeout=1):
+            with urllib.request.urlopen(url, timeout=1, context=context):
                 return
         except OSError as exc:
             if getattr(exc, "code", None) is not None:  # any HTTP answer means it is up
@@ -53,6 +59,7 @@ class Process:
         self.log_path = log_path
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
+        self.ready_context: ssl.SSLContext | None = None  # for an https readiness URL
 
     def start(self, ready_url: str) -> None:
         log = open(self.log_path, "ab")  # noqa: SIM115 - the child owns it until stop()
@@ -61,7 +68,7 @@ class Process:
         )
         log.close()
         try:
-            wait_until_serving(ready_url, self.proc)
+            wait_until_serving(ready_url, self.proc, context=self.ready_context)
         except Exception:
             self.stop()
             raise
@@ -107,9 +114,12 @@ class S3TierServer(Process):
         *extra: str,
         host: str = "127.0.0.1",
         port: int | None = None,
+        ca: Path | None = None,
     ) -> None:
+        """`ca`: the server serves HTTPS (its --tls-* flags in `extra`) with a certificate
+        this CA bundle verifies."""
         self.port = port or free_port()
-        self.url = f"http://{host}:{self.port}"
+        self.url = f"{'https' if ca else 'http'}://{host}:{self.port}"
         self.disk_dir = workdir / "disk"
         argv = [str(VENV_BIN / "s3tier"), "serve", "--host", host, "--port", str(self.port)]
         argv += ["--disk-dir", str(self.disk_dir)]
@@ -119,6 +129,8 @@ class S3TierServer(Process):
         env = {**os.environ, **CREDENTIALS}
         env.pop("S3TIER_CONFIG", None)
         super().__init__(argv, workdir / "s3tier.log", env)
+        if ca is not None:
+            self.ready_context = ssl.create_default_context(cafile=str(ca))
 
     def start(self, ready_url: str | None = None) -> None:
         super().start(ready_url or self.url + "/_s3tier/healthz")

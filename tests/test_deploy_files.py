@@ -24,6 +24,7 @@ from packaging.utils import canonicalize_name
 
 from config.settings import CONFIG_ENV_VAR, CONFIG_FLAG, SETTINGS, SETTINGS_BY_NAME, Settings
 from proxy.cli import COMMANDS
+from tiering.members import MemberSource
 from tiering.metrics import Metrics
 
 REPO = Path(__file__).resolve().parent.parent
@@ -407,7 +408,8 @@ def test_container_probes_liveness_on_healthz_and_readiness_on_readyz() -> None:
 
 
 STANDALONE_ONLY = ("deployment.yaml", "statefulset.yaml", "service.yaml", "serviceaccount.yaml",
-                   "servicemonitor.yaml")  # fmt: skip
+                   "servicemonitor.yaml", "service-peers.yaml",
+                   "poddisruptionbudget.yaml")  # fmt: skip
 EVERY_MODE = ("configmap.yaml", "secret.yaml", "dashboard-configmap.yaml")
 
 
@@ -435,6 +437,104 @@ def test_servicemonitor_scrapes_the_metrics_endpoint_of_the_service_port() -> No
     assert "apiVersion: monitoring.coreos.com/v1" in text and "kind: ServiceMonitor" in text
     assert "path: /_s3tier/metrics" in text and "port: http" in text
     assert "name: http" in (TEMPLATES / "service.yaml").read_text(encoding="utf-8")
+
+
+# --- the fleet mode ----------------------------------------------------------------------------
+
+
+def helper(name: str) -> str:
+    """The text of one `define` in _helpers.tpl: up to the next define or comment."""
+    text = (TEMPLATES / "_helpers.tpl").read_text(encoding="utf-8")
+    body = text.split(f'{{{{- define "{name}" -}}}}', 1)[1]
+    return re.split(r"^\{\{(?:- define|/\*)", body, maxsplit=1, flags=re.MULTILINE)[0]
+
+
+def go_printf(template: str, *args: object) -> str:
+    """Go's printf for the verbs the chart uses (%s, %d)."""
+    left = list(args)
+    return re.sub(r"%[sd]", lambda _: str(left.pop(0)), template)
+
+
+def test_a_fleet_runs_as_a_statefulset_governed_by_its_headless_peers_service() -> None:
+    sts = (TEMPLATES / "statefulset.yaml").read_text(encoding="utf-8")
+    assert 'include "s3tier.usesStatefulSet"' in sts
+    assert re.search(r"if \.Values\.fleet\.enabled \}\}\s*serviceName: \{\{ include "
+                     r'"s3tier.peersService"', sts)  # fmt: skip
+    uses = helper("s3tier.usesStatefulSet")
+    assert ".Values.fleet.enabled" in uses and ".Values.persistence.enabled" in uses
+    assert "volumeClaimTemplates" in sts and 'include "s3tier.claimsVolume"' in sts
+    peers = (TEMPLATES / "service-peers.yaml").read_text(encoding="utf-8")
+    assert "clusterIP: None" in peers and "publishNotReadyAddresses: false" in peers
+    assert 'name: {{ include "s3tier.peersService" . }}' in peers
+    assert "app.kubernetes.io/component: peers" in peers
+    monitor = (TEMPLATES / "servicemonitor.yaml").read_text(encoding="utf-8")
+    assert "operator: NotIn, values: [peers]" in monitor  # each pod scraped once
+
+
+def test_every_member_advertises_the_id_the_others_list_it_under() -> None:
+    # The member list and each pod's --advertise must name a pod the same way: the member id
+    # is what block ownership hashes. Rendered here with Go's printf verbs, for pod 2 of 3.
+    (listed,) = re.findall(r'printf "([^"]+)"', helper("s3tier.members"))
+    name, service, namespace, port = "rel-s3tier", "rel-s3tier-peers", "storage", 8080
+    members = [go_printf(listed, "https", name, i, service, namespace, port) for i in range(3)]
+    container = helper("s3tier.container")
+    (advertise,) = re.findall(r"- --advertise=(.*)", container.split("else if .Values.fleet")[1])
+    advertise = advertise.split("\n")[0]
+    rendered = (
+        advertise.replace('{{ include "s3tier.scheme" . }}', "https")
+        .replace("$(S3TIER_POD_NAME)", f"{name}-2")
+        .replace('{{ include "s3tier.peersService" . }}', service)
+        .replace("{{ .Release.Namespace }}", namespace)
+        .replace("{{ int .Values.port }}", str(port))
+    )
+    assert rendered == members[2] == f"https://{name}-2.{service}.{namespace}.svc:{port}"
+    parsed = MemberSource.parse(",".join(members))
+    assert rendered in parsed.members and len(parsed.members) == 3
+    env = container.split("  env:")[1]
+    assert env.index("S3TIER_POD_NAME") < env.index("S3TIER_PEER_SECRET")
+    assert "fieldPath: metadata.name" in env and "fieldPath: status.podIP" in env
+
+
+def test_the_peer_secret_is_rendered_into_the_secret_under_the_key_the_container_reads() -> None:
+    secret = (TEMPLATES / "secret.yaml").read_text(encoding="utf-8")
+    assert re.search(r"^  peer-secret: \{\{ required ", secret, re.MULTILINE)
+    assert "peer-secret" in helper("s3tier.peerSecretKey")
+    assert 'name: {{ include "s3tier.peerSecretName" . }}' in helper("s3tier.container")
+    assert "fleet.peerSecret" not in (TEMPLATES / "configmap.yaml").read_text(encoding="utf-8")
+
+
+def test_a_fleet_has_a_disruption_budget_and_spreads_over_nodes() -> None:
+    pdb = (TEMPLATES / "poddisruptionbudget.yaml").read_text(encoding="utf-8")
+    assert "kind: PodDisruptionBudget" in pdb and "apiVersion: policy/v1" in pdb
+    assert "maxUnavailable: {{ int .Values.fleet.maxUnavailable }}" in pdb
+    spread = helper("s3tier.antiAffinity")
+    assert "kubernetes.io/hostname" in spread
+    assert "requiredDuringSchedulingIgnoredDuringExecution" in spread
+    assert "preferredDuringSchedulingIgnoredDuringExecution" in spread
+    assert values()["fleet"] == {
+        "enabled": False, "peerSecret": "", "existingSecret": {"name": "", "key": ""},
+        "sidecarPeers": "", "maxUnavailable": 1, "antiAffinity": "soft",
+    }  # fmt: skip
+
+
+def test_a_sidecar_joins_a_fleet_through_the_same_flags_on_an_address_its_peers_reach() -> None:
+    container = helper("s3tier.container")
+    sidecar = container.split("if and .Values.fleet.enabled $sidecar")[1].split("else if")[0]
+    assert "--peers=dns:" in sidecar and ".Values.fleet.sidecarPeers" in sidecar
+    assert "--advertise=" in sidecar and "$(S3TIER_POD_IP)" in sidecar
+    host = helper("s3tier.host")
+    assert "not .Values.fleet.enabled" in host  # a fleet's sidecar listens on 0.0.0.0
+
+
+def test_tls_mounts_the_secret_as_a_directory_and_probes_and_scrapes_over_https() -> None:
+    container = helper("s3tier.container")
+    for flag in ("--tls-cert", "--tls-key", "--tls-ca"):
+        assert f'- {flag}={{{{ include "s3tier.tlsDir" . }}}}/' in container
+    mount = container.split("name: s3tier-tls")[1].split("- name:")[0]
+    assert "subPath" not in mount  # a subPath mount never sees a renewed Secret
+    assert 'scheme: {{ upper (include "s3tier.scheme" $root) }}' in helper("s3tier.probe")
+    monitor = (TEMPLATES / "servicemonitor.yaml").read_text(encoding="utf-8")
+    assert "scheme: https" in monitor and "key: ca.crt" in monitor
 
 
 # --- the dashboard -----------------------------------------------------------------------------
@@ -559,10 +659,11 @@ def test_chart_readme_and_notes_show_sidecar_users_the_loopback_endpoint() -> No
 
 # Settings the chart sets from values of its own (addresses, sizes in MiB/GiB, auth block,
 # workers), not under `settings`.
-# peer_secret never goes into the ConfigMap: extraEnv gives S3TIER_PEER_SECRET from a Secret.
+# peer_secret never goes into the ConfigMap: S3TIER_PEER_SECRET comes from a Secret (fleet.*);
+# the tls_* files are the mounted tls.secretName.
 SET_ELSEWHERE = frozenset(
     {"host", "port", "disk_dir", "disk_bytes", "ram_bytes", "workers", "auth",
-     "credentials_file", "admin_token", "peer_secret"}
+     "credentials_file", "admin_token", "peer_secret", "tls_cert", "tls_key", "tls_ca"}
 )  # fmt: skip
 
 

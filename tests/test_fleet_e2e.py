@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import os
 import socket
 import time
@@ -14,8 +15,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import requests
+from botocore.config import Config
+from botocore.exceptions import ClientError
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.harness import S3TierServer
@@ -73,8 +77,9 @@ def fleet(tmp_path: Path, shim: UpstreamShim) -> Iterator[list[S3TierServer]]:
         yield nodes
 
 
-def metric(server: S3TierServer, name: str, **labels: str) -> float:
-    text = requests.get(f"{server.url}/_s3tier/metrics", timeout=10).text
+def metric(server: S3TierServer, name: str, token: str | None = None, **labels: str) -> float:
+    auth = {"Authorization": f"Bearer {token}"} if token else {}
+    text = requests.get(f"{server.url}/_s3tier/metrics", headers=auth, timeout=10).text
     total = 0.0
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
@@ -87,8 +92,9 @@ def upstream_body_bytes(shim: UpstreamShim, bucket: str, key: str) -> int:
     return sum(r.body_bytes for r in shim.matching("GET", f"/{bucket}/{key}"))
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_a_herd_over_three_nodes_fetches_each_block_from_the_upstream_once(
-    fleet: list[S3TierServer], direct: Any, bucket: str, shim: UpstreamShim
+    tmp_path: Path, direct: Any, bucket: str, shim: UpstreamShim, workers: int
 ) -> None:
     data = os.urandom(16 * MiB)
     direct.put_object(Bucket=bucket, Key="herd", Body=data)
@@ -98,7 +104,9 @@ def test_a_herd_over_three_nodes_fetches_each_block_from_the_upstream_once(
         got = requests.get(f"{fleet[i % 3].url}/{bucket}/herd", timeout=60)
         return got.status_code, hashlib.sha256(got.content).hexdigest()
 
-    with ThreadPoolExecutor(48) as pool:
+    # With several workers a node's own workers also race for a block: its claims settle that.
+    flags = ("--workers", str(workers))
+    with started_fleet(tmp_path, shim, *flags) as fleet, ThreadPoolExecutor(48) as pool:
         answers = list(pool.map(read, range(48)))
     assert answers == [(200, digest)] * 48
     fetched = [r.headers.get("Range", "") for r in shim.matching("GET", f"/{bucket}/herd")]
@@ -255,6 +263,50 @@ def test_the_peer_endpoint_refuses_requests_without_the_fleets_signature(
     assert (refused.status_code, refused.content) == (403, b"")
     signed = sign(SECRET.encode(), "GET", path, time.time())
     assert requests.get(url, headers={HEADER: signed}, timeout=10).content == b"not for strangers"
+
+
+def test_a_client_without_a_grant_is_refused_by_its_own_node_though_a_peer_holds_the_object(
+    tmp_path: Path, direct: Any, bucket: str, shim: UpstreamShim
+) -> None:
+    reader = ("AKIDFLEETREADER00001", "fleet-reader-secret-00000000000000000001")
+    stranger = ("AKIDFLEETSTRANGER001", "fleet-stranger-secret-000000000000000001")
+    keys = [
+        {"access_key": reader[0], "secret_key": reader[1],
+         "grants": [{"bucket": bucket, "prefix": "", "access": "read"}]},
+        {"access_key": stranger[0], "secret_key": stranger[1],
+         "grants": [{"bucket": "some-other-bucket", "prefix": "", "access": "read"}]},
+    ]  # fmt: skip
+    credentials = tmp_path / "keys.json"
+    credentials.write_text(json.dumps(keys))
+    data = os.urandom(200_000)
+    direct.put_object(Bucket=bucket, Key="guarded", Body=data)
+    token = "fleet-admin-token"
+    flags = ("--auth", "sigv4", "--credentials-file", str(credentials), "--admin-token", token)
+    with started_fleet(tmp_path, shim, *flags) as nodes:
+        members = [node.url for node in nodes]
+        home = nodes[members.index(owner(members, block_id(bucket, "guarded", 0)))]
+        other = next(node for node in nodes if node is not home)
+
+        def s3(node: S3TierServer, key: tuple[str, str]) -> Any:
+            return boto3.client(
+                "s3", endpoint_url=node.url, region_name="us-east-1",
+                aws_access_key_id=key[0], aws_secret_access_key=key[1],
+                config=Config(retries={"max_attempts": 1}, s3={"addressing_style": "path"}),
+            )  # fmt: skip
+
+        assert s3(home, reader).get_object(Bucket=bucket, Key="guarded")["Body"].read() == data
+        got = s3(other, reader).get_object(Bucket=bucket, Key="guarded")
+        assert got["Body"].read() == data
+        assert got["ResponseMetadata"]["HTTPHeaders"]["x-cache-status"] == "HIT-PEER"
+        shim.clear()
+        for node in (other, home):  # the owner holds it in RAM; neither node hands it over
+            with pytest.raises(ClientError) as refused:
+                s3(node, stranger).get_object(Bucket=bucket, Key="guarded")
+            assert refused.value.response["Error"]["Code"] == "AccessDenied"
+            assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 403
+        # Only the reader's block request reached the owner as a peer request.
+        assert metric(home, "s3tier_peer_served_total", token) == 1
+    assert shim.matching(contains="/guarded") == []
 
 
 def test_a_fleet_without_a_secret_does_not_start(tmp_path: Path, shim: UpstreamShim) -> None:

@@ -247,6 +247,7 @@ EXPECTED_ENV_VARS = [
     "S3TIER_WORKERS", "S3TIER_UPSTREAM_CONNECT_TIMEOUT", "S3TIER_UPSTREAM_READ_TIMEOUT",
     "S3TIER_UPSTREAM_RETRIES", "S3TIER_HEADER_TIMEOUT", "S3TIER_LOG_LEVEL", "S3TIER_LOG_FORMAT",
     "S3TIER_SHUTDOWN_GRACE", "S3TIER_PEERS", "S3TIER_ADVERTISE", "S3TIER_PEER_SECRET",
+    "S3TIER_TLS_CERT", "S3TIER_TLS_KEY", "S3TIER_TLS_CA",
 ]  # fmt: skip
 
 
@@ -308,6 +309,9 @@ PRECEDENCE = [
     ("advertise", ("http://a:1", "http://a:1"), ("https://b", "https://b"),
      ("http://c:2", "http://c:2")),
     ("peer_secret", ("s1", "s1"), ("s2", "s2"), ("s3", "s3")),
+    ("tls_cert", ("a.crt", "a.crt"), ("b.crt", "b.crt"), ("c.crt", "c.crt")),
+    ("tls_key", ("a.key", "a.key"), ("b.key", "b.key"), ("c.key", "c.key")),
+    ("tls_ca", ("a.pem", "a.pem"), ("b.pem", "b.pem"), ("c.pem", "c.pem")),
 ]  # fmt: skip
 PRECEDENCE_IDS = [case[0] for case in PRECEDENCE]
 
@@ -327,6 +331,9 @@ def _layers(
     flags = {name: flag_raw} if depth >= 3 else {}
     if name == "peers":  # a fleet cannot be configured without its secret
         env = {**env, "S3TIER_PEER_SECRET": "s"}
+    partner = {"tls_cert": "S3TIER_TLS_KEY", "tls_key": "S3TIER_TLS_CERT"}.get(name)
+    if partner is not None and depth >= 1:  # a certificate goes with its key
+        env = {**env, partner: "x"}
     return Settings.from_sources(flags, env, path)
 
 
@@ -528,6 +535,9 @@ BAD_VALUES = [
     ("peers", "127.0.0.1:8080", "expected http(s)://host:port"),
     ("advertise", "ftp://node", "is not an http:// or https:// URL"),
     ("peer_secret", "   ", "is not a non-empty string"),
+    ("tls_cert", "   ", "is not a non-empty string"),
+    ("tls_key", "   ", "is not a non-empty string"),
+    ("tls_ca", "   ", "is not a non-empty string"),
 ]
 BAD_IDS = [f"{name}={raw!r}" for name, raw, _ in BAD_VALUES]
 
@@ -654,3 +664,16 @@ def test_a_fleet_needs_its_secret_and_a_parseable_member_list() -> None:
         {**peers, "peer_secret": "s", "advertise": "http://h:1"}, BASE_ENV
     )
     assert advertised.member_id == "http://h:1"
+
+
+def test_a_certificate_goes_with_its_key_and_makes_this_member_an_https_one() -> None:
+    with pytest.raises(
+        SettingsError, match="--tls-key / S3TIER_TLS_KEY: --tls-cert and --tls-key go"
+    ):
+        Settings.from_sources({"tls_cert": "c.pem"}, BASE_ENV)
+    with pytest.raises(
+        SettingsError, match="--tls-cert / S3TIER_TLS_CERT: --tls-cert and --tls-key go"
+    ):
+        Settings.from_sources({"tls_key": "k.pem"}, BASE_ENV)
+    served = Settings.from_sources({"tls_cert": "c.pem", "tls_key": "k.pem"}, BASE_ENV)
+    assert served.member_id == "https://127.0.0.1:8080"

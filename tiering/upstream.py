@@ -12,6 +12,7 @@ own refusal, kept whole for `proxy/errors.py` to replay verbatim.
 from __future__ import annotations
 
 import asyncio
+import ssl
 import time
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
@@ -227,10 +228,13 @@ async def read_chunks(response: aiohttp.ClientResponse, size: int) -> AsyncItera
         yield chunk
 
 
-def new_session(connect_timeout_s: float, read_timeout_s: float) -> aiohttp.ClientSession:
-    """The one pooled session the proxy uses; decompression off, so bodies pass through raw."""
+def new_session(
+    connect_timeout_s: float, read_timeout_s: float, verify: ssl.SSLContext | None = None
+) -> aiohttp.ClientSession:
+    """The one pooled session the proxy uses; decompression off, so bodies pass through raw.
+    `verify`: how https servers are verified (None: the system's trust store)."""
     session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=512, ttl_dns_cache=300),
+        connector=aiohttp.TCPConnector(limit=512, ttl_dns_cache=300, ssl=verify or True),
         timeout=aiohttp.ClientTimeout(
             total=None, connect=connect_timeout_s, sock_read=read_timeout_s
         ),

@@ -74,9 +74,44 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- end }}
 {{- end }}
 
-{{/* The address s3tier listens on: every interface in standalone mode, sidecar.host otherwise. */}}
+{{/*
+The address s3tier listens on: every interface in standalone mode and for a sidecar in a fleet
+(its peers must reach it), sidecar.host otherwise.
+*/}}
 {{- define "s3tier.host" -}}
-{{- if eq .Values.mode "sidecar" }}{{ .Values.sidecar.host }}{{ else }}0.0.0.0{{ end }}
+{{- if and (eq .Values.mode "sidecar") (not .Values.fleet.enabled) }}{{ .Values.sidecar.host }}{{ else }}0.0.0.0{{ end }}
+{{- end }}
+
+{{/* Where the TLS Secret is mounted, and the scheme clients and members use. */}}
+{{- define "s3tier.tlsDir" -}}/etc/s3tier-tls{{- end }}
+{{- define "s3tier.scheme" -}}
+{{- if .Values.tls.secretName }}https{{ else }}http{{ end }}
+{{- end }}
+
+{{/* The headless Service that gives a standalone fleet's pods their DNS names. */}}
+{{- define "s3tier.peersService" -}}
+{{- printf "%s-peers" (include "s3tier.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/*
+A standalone fleet's members: every StatefulSet pod by its stable DNS name, this one included
+(a pod not Ready has no name yet, and its peers skip it until it has).
+*/}}
+{{- define "s3tier.members" -}}
+{{- $root := . }}
+{{- $members := list }}
+{{- range $i := until (int .Values.replicaCount) }}
+{{- $members = append $members (printf "%s://%s-%d.%s.%s.svc:%d" (include "s3tier.scheme" $root) (include "s3tier.fullname" $root) $i (include "s3tier.peersService" $root) $root.Release.Namespace (int $root.Values.port)) }}
+{{- end }}
+{{- join "," $members }}
+{{- end }}
+
+{{/* The Secret and key holding the fleet's peer secret. */}}
+{{- define "s3tier.peerSecretName" -}}
+{{- default (include "s3tier.fullname" .) .Values.fleet.existingSecret.name }}
+{{- end }}
+{{- define "s3tier.peerSecretKey" -}}
+{{- if .Values.fleet.existingSecret.name }}{{ .Values.fleet.existingSecret.key }}{{ else }}peer-secret{{ end }}
 {{- end }}
 
 {{/* Non-empty when s3tier listens on a loopback address, reachable only inside its pod. */}}
@@ -134,11 +169,16 @@ exec:
   command:
     - python
     - -c
+    {{- if $root.Values.tls.secretName }}
+    - {{ printf "import ssl, urllib.request; urllib.request.urlopen('https://127.0.0.1:%d%s', timeout=2, context=ssl._create_unverified_context())" (int $root.Values.port) .path | quote }}
+    {{- else }}
     - {{ printf "import urllib.request; urllib.request.urlopen('http://127.0.0.1:%d%s', timeout=2)" (int $root.Values.port) .path | quote }}
+    {{- end }}
 {{- else -}}
 httpGet:
   path: {{ .path }}
   port: http
+  scheme: {{ upper (include "s3tier.scheme" $root) }}
 {{- end }}
 {{ toYaml .timing }}
 {{- end }}
@@ -162,9 +202,36 @@ httpGet:
     - --port={{ int .Values.port }}
     - --disk-dir={{ .Values.cache.dir }}
     - --auth={{ include "s3tier.authMode" . }}
+    {{- if .Values.tls.secretName }}
+    - --tls-cert={{ include "s3tier.tlsDir" . }}/tls.crt
+    - --tls-key={{ include "s3tier.tlsDir" . }}/tls.key
+    - --tls-ca={{ include "s3tier.tlsDir" . }}/ca.crt
+    {{- end }}
+    {{- if and .Values.fleet.enabled $sidecar }}
+    # Members: the Ready pods behind the application's headless Service, each by its address.
+    - --peers=dns:{{ include "s3tier.scheme" . }}://{{ required "fleet.sidecarPeers: the application's headless Service" .Values.fleet.sidecarPeers }}:{{ int .Values.port }}
+    - --advertise={{ include "s3tier.scheme" . }}://$(S3TIER_POD_IP):{{ int .Values.port }}
+    {{- else if .Values.fleet.enabled }}
+    - --peers={{ include "s3tier.members" . }}
+    - --advertise={{ include "s3tier.scheme" . }}://$(S3TIER_POD_NAME).{{ include "s3tier.peersService" . }}.{{ .Release.Namespace }}.svc:{{ int .Values.port }}
+    {{- end }}
   {{- $tokenKey := include "s3tier.adminTokenKey" . }}
-  {{- if or $tokenKey .Values.extraEnv }}
+  {{- if or $tokenKey .Values.extraEnv .Values.fleet.enabled }}
   env:
+    {{- if .Values.fleet.enabled }}
+    # Set before the flags that name them: Kubernetes expands $(VAR) in args from env.
+    - name: S3TIER_POD_NAME
+      valueFrom:
+        fieldRef: {fieldPath: metadata.name}
+    - name: S3TIER_POD_IP
+      valueFrom:
+        fieldRef: {fieldPath: status.podIP}
+    - name: S3TIER_PEER_SECRET
+      valueFrom:
+        secretKeyRef:
+          name: {{ include "s3tier.peerSecretName" . }}
+          key: {{ required "fleet.existingSecret.key: the key holding the peer secret" (include "s3tier.peerSecretKey" .) }}
+    {{- end }}
     {{- if $tokenKey }}
     - name: S3TIER_ADMIN_TOKEN
       valueFrom:
@@ -201,6 +268,12 @@ httpGet:
       mountPath: {{ include "s3tier.secretDir" . }}
       readOnly: true
     {{- end }}
+    {{- if .Values.tls.secretName }}
+    # A directory mount, not subPath: the kubelet swaps a renewed Secret in, s3tier reloads it.
+    - name: s3tier-tls
+      mountPath: {{ include "s3tier.tlsDir" . }}
+      readOnly: true
+    {{- end }}
     - name: s3tier-cache
       mountPath: {{ .Values.cache.dir }}
     - name: s3tier-tmp
@@ -224,7 +297,12 @@ it through a volumeClaimTemplate.
       - key: {{ $credentialsKey }}
         path: credentials.yaml
 {{- end }}
-{{- if not (include "s3tier.usesStatefulSet" .) }}
+{{- with .Values.tls.secretName }}
+- name: s3tier-tls
+  secret:
+    secretName: {{ . }}
+{{- end }}
+{{- if not (include "s3tier.claimsVolume" .) }}
 {{- if eq .Values.cache.volume.type "hostPath" }}
 - name: s3tier-cache
   hostPath:
@@ -241,9 +319,27 @@ it through a volumeClaimTemplate.
     sizeLimit: 1Gi
 {{- end }}
 
-{{/* Non-empty when standalone mode runs a StatefulSet (persistence enabled). */}}
+{{/* Non-empty when standalone mode runs a StatefulSet: for persistence, or as a fleet. */}}
 {{- define "s3tier.usesStatefulSet" -}}
+{{- if and (eq .Values.mode "standalone") (or .Values.persistence.enabled .Values.fleet.enabled) }}true{{ end }}
+{{- end }}
+
+{{/* Non-empty when the StatefulSet's volumeClaimTemplate provides the cache volume. */}}
+{{- define "s3tier.claimsVolume" -}}
 {{- if and (eq .Values.mode "standalone") .Values.persistence.enabled }}true{{ end }}
+{{- end }}
+
+{{/* Spread a standalone fleet's members over nodes: each node down takes one member's share. */}}
+{{- define "s3tier.antiAffinity" -}}
+{{- $term := dict "topologyKey" "kubernetes.io/hostname" "labelSelector" (dict "matchLabels" (include "s3tier.selectorLabels" . | fromYaml)) }}
+podAntiAffinity:
+{{- if eq .Values.fleet.antiAffinity "hard" }}
+  requiredDuringSchedulingIgnoredDuringExecution:
+    {{- toYaml (list $term) | nindent 4 }}
+{{- else }}
+  preferredDuringSchedulingIgnoredDuringExecution:
+    {{- toYaml (list (dict "weight" 100 "podAffinityTerm" $term)) | nindent 4 }}
+{{- end }}
 {{- end }}
 
 {{/* The pod spec shared by the Deployment and the StatefulSet. */}}
@@ -266,9 +362,12 @@ volumes:
 nodeSelector:
   {{- toYaml . | nindent 2 }}
 {{- end }}
-{{- with .Values.affinity }}
+{{- if .Values.affinity }}
 affinity:
-  {{- toYaml . | nindent 2 }}
+  {{- toYaml .Values.affinity | nindent 2 }}
+{{- else if and .Values.fleet.enabled (eq .Values.mode "standalone") (ne .Values.fleet.antiAffinity "none") }}
+affinity:
+  {{- include "s3tier.antiAffinity" . | nindent 2 }}
 {{- end }}
 {{- with .Values.tolerations }}
 tolerations:
