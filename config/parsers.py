@@ -176,6 +176,17 @@ def seconds(raw: object) -> float:
     return value
 
 
+def price(raw: object) -> float:
+    """A price in US dollars: a finite number, 0 or more (0 says the item costs nothing)."""
+    value = math.nan
+    if isinstance(raw, str | int | float) and not isinstance(raw, bool):
+        with contextlib.suppress(ValueError):
+            value = float(raw)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"{raw!r} is not a price in USD (a number, 0 or more)")
+    return value
+
+
 _BOOLEANS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
 
 

@@ -215,6 +215,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("tls_ca", "tls_ca", parsers.optional_path, "PATH",
             "PEM CA bundle that https:// members are verified against (default: the system's)",
             show=_show_unset),
+    Setting("price_get_per_1000", "price_get_per_1000", parsers.price, "USD",
+            "what the upstream charges per 1,000 GET requests, for the savings figures "
+            "(default: AWS S3 Standard, us-east-1)"),
+    Setting("price_egress_per_gib", "price_egress_per_gib", parsers.price, "USD",
+            "what a GiB fetched from the upstream costs, for the savings figures (default: AWS "
+            "data transfer out to the internet, first 10 TB a month; 0 inside the bucket's region)"),
 )  # fmt: skip
 SETTINGS_BY_NAME: Mapping[str, Setting] = {row.name: row for row in SETTINGS}
 
@@ -265,6 +271,10 @@ class Settings:
     tls_cert: str | None = None  # None: plain HTTP
     tls_key: str | None = None
     tls_ca: str | None = None
+    # AWS's public S3 price list (aws.amazon.com/s3/pricing), us-east-1, S3 Standard: GET
+    # $0.0004 per 1,000 requests; data transfer out to the internet $0.09 per GB, first 10 TB.
+    price_get_per_1000: float = 0.0004
+    price_egress_per_gib: float = 0.09
 
     @property
     def member_id(self) -> str:

@@ -7,7 +7,10 @@ without a configured token they are refused. Under --auth none (loopback) they a
     GET  healthz          liveness (answered on the lean path, never here)
     GET  readyz           readiness: upstream answers, disk tier writable
     GET  metrics          Prometheus exposition, summed across workers
-    GET  stats            tier usage, hit ratios since start, upstream bytes saved (JSON)
+    GET  (the prefix)     the live page; ?token= signs a browser in under sigv4
+    GET  live             what the page shows (JSON): stats, the last minutes, latency
+    GET  stats            tier usage, hit ratios since start, upstream requests and bytes
+                          saved and what they would have cost (JSON)
     POST purge            forget a key, or everything under a prefix
     GET  config           the effective settings, secrets masked
     POST/GET/DELETE warm  warm-up jobs
@@ -18,20 +21,29 @@ from __future__ import annotations
 import hmac
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated, Literal
 
-from fastapi import Depends, FastAPI, Header, HTTPException
-from fastapi.responses import JSONResponse, Response
+from fastapi import Cookie, Depends, FastAPI, Header, HTTPException, Request
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import BaseModel, Field
 
-from tiering.blockloads import SOURCE_NAMES
+from proxy.live import DEFAULT_PRICES, History, Prices, series, summarize, window_latency
 from tiering.blocks import ObjectId
-from tiering.metrics import RESULTS, UPSTREAM_OPERATIONS, Metrics
+from tiering.metrics import Metrics
 from tiering.warmup import WarmJob, WarmJobs
 
 PREFIX = "/_s3tier"
+ASSETS = Path(__file__).parent / "dashboard"
+SHIPPED = {  # the page's files and their types; nothing else is served from that folder
+    "dashboard.js": "text/javascript",
+    "dashboard.css": "text/css",
+    "uPlot.iife.min.js": "text/javascript",
+    "uPlot.min.css": "text/css",
+}
+NO_STORE = {"cache-control": "no-store"}
 
 
 class WarmRequest(BaseModel):
@@ -51,14 +63,26 @@ class AdminAccess:
         self._required = required
         self._token = token
 
-    def __call__(self, authorization: Annotated[str | None, Header()] = None) -> None:
+    def __call__(
+        self,
+        authorization: Annotated[str | None, Header()] = None,
+        s3tier_admin: Annotated[str | None, Cookie()] = None,
+    ) -> None:
+        """A bearer token, or the cookie the page's sign-in set (a browser cannot send a
+        header when it opens a page)."""
         if not self._required:
             return
         if self._token is None:
             raise HTTPException(403, "admin surface disabled: set --admin-token")
-        presented = (authorization or "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(presented.encode(), self._token.encode()):
+        presented = (authorization or "").removeprefix("Bearer ").strip() or s3tier_admin or ""
+        if not self.accepts(presented):
             raise HTTPException(401, "missing or wrong admin token")
+
+    def accepts(self, presented: str) -> bool:
+        if not self._required:
+            return True
+        token = self._token
+        return token is not None and hmac.compare_digest(presented.encode(), token.encode())
 
 
 class PurgeRequest(BaseModel):
@@ -81,6 +105,13 @@ class AdminContext:
     purge: Callable[[str, str], Awaitable[int]]
     forget: Callable[[ObjectId], Awaitable[None]]
     config: dict[str, object]
+    history: History = field(default_factory=History)
+    prices: Prices = DEFAULT_PRICES
+    started: float = field(default_factory=time.time)
+    fleet: Callable[[], dict[str, object]] | None = None  # members and open circuits, if any
+
+    def stats(self) -> dict[str, object]:
+        return summarize(self.metrics.totals(), self.prices, time.time() - self.started)
 
 
 def build_admin(ctx: AdminContext) -> FastAPI:
@@ -107,9 +138,51 @@ def build_admin(ctx: AdminContext) -> FastAPI:
 
     @app.get(f"{PREFIX}/stats", dependencies=guarded)
     async def stats() -> dict[str, object]:
-        """Tier usage, hit ratios since start and the upstream bytes the cache saved."""
+        """Tier usage, hit ratios since start, the upstream requests and bytes the cache
+        saved, and what they would have cost."""
         await ctx.refresh()
-        return summarize(ctx.metrics.totals())
+        return ctx.stats()
+
+    @app.get(f"{PREFIX}/live", dependencies=guarded)
+    async def live() -> dict[str, object]:
+        """What the page at /_s3tier/ shows: /stats, the last minutes second by second,
+        latency by result over them, warm-up jobs and the fleet."""
+        await ctx.refresh()
+        points = ctx.history.points()
+        now = time.time()
+        return {
+            "now": now,
+            "uptime_s": now - ctx.started,
+            "stats": ctx.stats(),
+            "series": series(points, ctx.prices),
+            "latency": window_latency(points),
+            "window_s": points[-1][0] - points[0][0] if len(points) > 1 else 0.0,
+            "warm_jobs": [job.view(now) for job in jobs.all()],
+            "fleet": ctx.fleet() if ctx.fleet is not None else None,
+        }
+
+    @app.get(f"{PREFIX}/", include_in_schema=False)
+    async def page(request: Request, token: str | None = None) -> Response:
+        """The live page. `?token=` signs a browser in under --auth sigv4: it sets a cookie
+        and sends the browser on without the token in its address."""
+        if token is not None:
+            if not ctx.access.accepts(token):
+                raise HTTPException(401, "missing or wrong admin token")
+            back = RedirectResponse(f"{PREFIX}/", status_code=303)
+            back.set_cookie(
+                "s3tier_admin", token, path=f"{PREFIX}/", httponly=True, samesite="strict",
+                secure=request.url.scheme == "https",
+            )  # fmt: skip
+            return back
+        ctx.access(request.headers.get("authorization"), request.cookies.get("s3tier_admin"))
+        return FileResponse(ASSETS / "index.html", headers=NO_STORE)
+
+    @app.get(f"{PREFIX}/assets/{{name}}", include_in_schema=False, dependencies=guarded)
+    async def asset(name: str) -> Response:
+        """The page's files, shipped inside the package (no CDN)."""
+        if name not in SHIPPED:
+            raise HTTPException(404, "no such asset")
+        return FileResponse(ASSETS / name, media_type=SHIPPED[name])
 
     @app.post(f"{PREFIX}/purge", dependencies=guarded)
     async def purge(request: PurgeRequest) -> dict[str, object]:
@@ -148,39 +221,6 @@ def build_admin(ctx: AdminContext) -> FastAPI:
         return _found(jobs.cancel(job_id)).view(time.time())
 
     return app
-
-
-def summarize(totals: dict[str, float]) -> dict[str, object]:
-    """The /stats document from summed metric samples."""
-
-    def value(name: str, **labels: str) -> float:
-        inner = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-        return totals.get(f"{name}{{{inner}}}" if inner else name, 0.0)
-
-    results = {r: value("s3tier_cache_results_total", result=r) for r in RESULTS if r != "none"}
-    reads = sum(results.values()) - results["bypass"]
-    hits = sum(results[r] for r in ("hit_ram", "hit_disk", "hit_peer", "revalidated", "stale"))
-    served = {t: value("s3tier_served_bytes_total", tier=t) for t in SOURCE_NAMES.values()}
-    tiers = {
-        t: {
-            "used_bytes": value("s3tier_tier_usage_bytes", tier=t),
-            "capacity_bytes": value("s3tier_tier_capacity_bytes", tier=t),
-            "entries": value("s3tier_tier_entries", tier=t),
-        }
-        for t in ("ram", "disk")
-    }
-    return {
-        "cache_results": results,
-        "hit_ratio": round(hits / reads, 4) if reads else None,
-        "ram_hit_ratio": round(results["hit_ram"] / reads, 4) if reads else None,
-        "served_bytes": served,
-        "upstream_bytes_saved": served["ram"] + served["disk"] + served["peer"],
-        "upstream_received_bytes": sum(
-            value("s3tier_upstream_received_bytes_total", operation=op)
-            for op in UPSTREAM_OPERATIONS
-        ),
-        "tiers": tiers,
-    }
 
 
 def _found(job: WarmJob | None) -> WarmJob:

@@ -17,6 +17,7 @@ import shutil
 import ssl
 import tempfile
 import threading
+import time
 from dataclasses import replace
 from typing import Any
 
@@ -34,6 +35,7 @@ from proxy.auth import Keyring, Principal
 from proxy.embedded import EMBEDDED_CREDENTIALS, EmbeddedS3
 from proxy.fastpath import FastPath
 from proxy.httpserver import S3TierHttpProtocol
+from proxy.live import History, Prices
 from tiering.claims import Claims
 from tiering.disk import (
     DiskTier,
@@ -76,6 +78,7 @@ class S3Tier:
         self._claims: Claims | None = None
         self._fleet: Fleet | None = None
         self._tls_task: asyncio.Task[None] | None = None
+        self._history = History()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -104,6 +107,8 @@ class S3Tier:
         s = self.settings
         assert s.upstream is not None
         self._metrics = Metrics()
+        self._metrics.price_get.set(s.price_get_per_1000)
+        self._metrics.price_egress.set(s.price_egress_per_gib)
         session = new_session(s.upstream_connect_timeout_s, s.upstream_read_timeout_s)
         upstream = Upstream(s.upstream, Signer(self._credentials, s.region), session, self._metrics)
         self._session = session
@@ -146,6 +151,9 @@ class S3Tier:
             purge=readthrough.purge,
             forget=readthrough.invalidate,
             config=s.redacted(),
+            history=self._history,
+            prices=Prices(s.price_get_per_1000, s.price_egress_per_gib),
+            fleet=self._fleet.view if self._fleet is not None else None,
         )
         return Components(
             readthrough,
@@ -169,6 +177,8 @@ class S3Tier:
             await asyncio.sleep(SYNC_INTERVAL_S)
             try:
                 await self._sync()
+                # The live page's last minutes: every worker keeps the summed figures.
+                self._history.add(time.time(), self._metrics.totals())
             except Exception as exc:  # metrics must never take the server down
                 log.warning("metrics sync failed: %s", exc)
 
@@ -215,6 +225,14 @@ class Fleet:
             log.warning("fleet members not read yet (%s): %s", self.membership.source, exc)
         log.info("fleet members: %s", ", ".join(self.membership.members) or "none yet")
         self._task = asyncio.get_running_loop().create_task(self.membership.run())
+
+    def view(self) -> dict[str, object]:
+        """This node's view of the fleet, for the live page."""
+        return {
+            "me": self.peers.me,
+            "members": list(self.membership.members),
+            "circuits_open": self.peers.circuits_open(),
+        }
 
     async def close(self) -> None:
         if self._task is not None:

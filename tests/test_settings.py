@@ -248,6 +248,7 @@ EXPECTED_ENV_VARS = [
     "S3TIER_UPSTREAM_RETRIES", "S3TIER_HEADER_TIMEOUT", "S3TIER_LOG_LEVEL", "S3TIER_LOG_FORMAT",
     "S3TIER_SHUTDOWN_GRACE", "S3TIER_PEERS", "S3TIER_ADVERTISE", "S3TIER_PEER_SECRET",
     "S3TIER_TLS_CERT", "S3TIER_TLS_KEY", "S3TIER_TLS_CA",
+    "S3TIER_PRICE_GET_PER_1000", "S3TIER_PRICE_EGRESS_PER_GIB",
 ]  # fmt: skip
 
 
@@ -312,6 +313,8 @@ PRECEDENCE = [
     ("tls_cert", ("a.crt", "a.crt"), ("b.crt", "b.crt"), ("c.crt", "c.crt")),
     ("tls_key", ("a.key", "a.key"), ("b.key", "b.key"), ("c.key", "c.key")),
     ("tls_ca", ("a.pem", "a.pem"), ("b.pem", "b.pem"), ("c.pem", "c.pem")),
+    ("price_get_per_1000", (0.001, 0.001), ("0.002", 0.002), ("0", 0.0)),
+    ("price_egress_per_gib", (0.05, 0.05), ("0.02", 0.02), ("0.0", 0.0)),
 ]  # fmt: skip
 PRECEDENCE_IDS = [case[0] for case in PRECEDENCE]
 
@@ -538,6 +541,8 @@ BAD_VALUES = [
     ("tls_cert", "   ", "is not a non-empty string"),
     ("tls_key", "   ", "is not a non-empty string"),
     ("tls_ca", "   ", "is not a non-empty string"),
+    ("price_get_per_1000", "-1", "is not a price in USD"),
+    ("price_egress_per_gib", "free", "is not a price in USD"),
 ]
 BAD_IDS = [f"{name}={raw!r}" for name, raw, _ in BAD_VALUES]
 

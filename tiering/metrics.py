@@ -180,6 +180,16 @@ class Metrics:
             "s3tier_peer_circuits_open", "Members skipped now because they failed lately",
             registry=r, multiprocess_mode="max",
         )  # fmt: skip
+        self.price_get = Gauge(
+            "s3tier_price_get_per_1000_usd",
+            "What the upstream charges per 1,000 GET requests (--price-get-per-1000)",
+            registry=r, multiprocess_mode="max",
+        )  # fmt: skip
+        self.price_egress = Gauge(
+            "s3tier_price_egress_per_gib_usd",
+            "What a GiB from the upstream costs (--price-egress-per-gib)",
+            registry=r, multiprocess_mode="max",
+        )  # fmt: skip
         self._bind()
         self._last = Sample()
         self.hits = HitTally()
