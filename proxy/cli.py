@@ -147,6 +147,26 @@ def _warm(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
         return 1
 
 
+def _stats_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default="http://127.0.0.1:8080",
+                        help="the running s3tier (default http://127.0.0.1:8080)")  # fmt: skip
+    parser.add_argument("--watch", type=float, nargs="?", const=2.0, default=None,
+                        metavar="SECONDS", help="print again every SECONDS (2)")  # fmt: skip
+    parser.add_argument("--token", default=None,
+                        help="admin token under --auth sigv4 [env S3TIER_ADMIN_TOKEN]")  # fmt: skip
+
+
+def _stats(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    from proxy.statscli import stats
+
+    token = args.token or environ.get("S3TIER_ADMIN_TOKEN")
+    try:
+        return stats(args.url, token, args.watch)
+    except (ValueError, RuntimeError, OSError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+
+
 def _simulate_arguments(parser: argparse.ArgumentParser) -> None:
     from tiering import simulate
 
@@ -162,6 +182,8 @@ def _simulate(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
 COMMANDS: tuple[Command, ...] = (
     Command("serve", "Run the caching proxy.", add_settings_arguments, _serve),
     Command("warm", "Pull a prefix into a running proxy's cache.", _warm_arguments, _warm),
+    Command("stats", "Print a running proxy's figures: hits, savings, tiers, latency.",
+            _stats_arguments, _stats),
     Command("simulate", "Replay workloads through the cache policies.", _simulate_arguments,
             _simulate),
 )  # fmt: skip

@@ -34,7 +34,7 @@ def warm(
     """Run one warm-up to its end; returns 0 when every object was warmed, 1 otherwise."""
     bucket, prefix = parse_target(target)
     base = endpoint.rstrip("/") + "/_s3tier/warm"
-    job = _call("POST", base, token, {"bucket": bucket, "prefix": prefix, "tier": tier,
+    job = admin_call("POST", base, token, {"bucket": bucket, "prefix": prefix, "tier": tier,
                                       "concurrency": concurrency})  # fmt: skip
     url = f"{base}/{job['id']}"
     try:
@@ -42,9 +42,9 @@ def warm(
             out.write("\r" + progress_line(job))
             out.flush()
             time.sleep(poll_s)
-            job = _call("GET", url, token)
+            job = admin_call("GET", url, token)
     except KeyboardInterrupt:
-        job = _call("DELETE", url, token)
+        job = admin_call("DELETE", url, token)
     out.write("\r" + progress_line(job) + "\n")
     out.write(summary(job) + "\n")
     return 0 if job["state"] == "done" and not job["errors"] else 1
@@ -79,7 +79,7 @@ def _size(n: int) -> str:
     return f"{value:.1f} TiB"
 
 
-def _call(method: str, url: str, token: str | None, body: object = None) -> dict[str, Any]:
+def admin_call(method: str, url: str, token: str | None, body: object = None) -> dict[str, Any]:
     data = json.dumps(body).encode() if body is not None else None
     request = urllib.request.Request(url, data=data, method=method)
     request.add_header("Content-Type", "application/json")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 import requests
 
 from proxy.live import GIB
-from tests.harness import S3TierServer
+from tests.harness import VENV_BIN, S3TierServer
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -48,7 +49,7 @@ def live_after(url: str, points: int) -> dict[str, Any]:
     return live
 
 
-def settled_stats(url: str, **kwargs: Any) -> dict[str, Any]:
+def settled_stats(url: str, ram_bytes: int = sum(SIZES.values()), **kwargs: Any) -> dict[str, Any]:
     """/_s3tier/stats once the traffic's counts have all come in (the tiers' counts reach the
     metrics once a second) and stay put for a second."""
 
@@ -58,7 +59,7 @@ def settled_stats(url: str, **kwargs: Any) -> dict[str, Any]:
     deadline, last = time.monotonic() + 15, None
     while True:
         stats: dict[str, Any] = requests.get(f"{url}/_s3tier/stats", timeout=10, **kwargs).json()
-        done = stats["served_bytes"]["ram"] == sum(SIZES.values())
+        done = stats["served_bytes"]["ram"] == ram_bytes
         if done and last is not None and counts(stats) == counts(last):
             return stats
         assert time.monotonic() < deadline, f"the counts never settled: {stats}"
@@ -90,6 +91,22 @@ def test_the_stats_say_what_the_traffic_did_and_price_what_it_saved(
     metrics = requests.get(f"{server.url}/_s3tier/metrics", timeout=10).text
     assert "s3tier_price_get_per_1000_usd 0.5" in metrics
     assert "s3tier_price_egress_per_gib_usd 2.0" in metrics
+
+
+def test_s3tier_stats_prints_the_same_figures_in_the_terminal(
+    start_s3tier: Callable[..., S3TierServer], direct: Any, bucket: str
+) -> None:
+    server = start_s3tier("--auth", "sigv4", "--admin-token", ADMIN_TOKEN)
+    argv = [str(VENV_BIN / "s3tier"), "stats", "--url", server.url]
+    refused = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    assert refused.returncode == 1 and "401" in refused.stderr
+    stats = settled_stats(server.url, 0, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+    done = subprocess.run([*argv, "--token", ADMIN_TOKEN], capture_output=True, text=True,
+                          timeout=30)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "hit ratio" in done.stdout and "saved           $0.000000 since start" in done.stdout
+    assert f"{stats['upstream_requests']:.0f} requests" in done.stdout
+    assert "ram tier" in done.stdout and "disk tier" in done.stdout
 
 
 def test_under_sigv4_the_page_and_its_figures_need_the_admin_token(
