@@ -220,7 +220,7 @@ SETTINGS: tuple[Setting, ...] = (
             "(default: AWS S3 Standard, us-east-1)"),
     Setting("price_egress_per_gib", "price_egress_per_gib", parsers.price, "USD",
             "what a GiB fetched from the upstream costs, for the savings figures (default: "
-            "AWS data transfer out to the internet, first 10 TB a month; 0 in the bucket's region)"),
+            "AWS data transfer out to the internet, first 10 TB a month; 0 in-region)"),
 )  # fmt: skip
 SETTINGS_BY_NAME: Mapping[str, Setting] = {row.name: row for row in SETTINGS}
 
