@@ -34,6 +34,14 @@ LOADTEST_RUN_TIME ?= 30s
 LOADTEST_USERS ?= 10
 LOADTEST_WORKLOADS ?= hot_set parquet_ranges read_mostly cold_scan
 
+# Load tests you watch (loadtests/ui.py): upstream, a seeded s3tier and locust's web UI on
+# 127.0.0.1:8089; prints the URLs of locust and of s3tier's live page; Ctrl-C stops them all.
+WORKLOAD ?= hot_set
+
+.PHONY: loadtest-ui
+loadtest-ui: $(STAMP)
+	WORKLOAD='$(WORKLOAD)' $(BIN)/python loadtests/ui.py
+
 .PHONY: loadtest
 loadtest: $(STAMP)
 	@$(BIN)/python -c 'import locust' 2>/dev/null || $(BIN)/pip install --quiet -e '.[dev,embedded]'

@@ -5,6 +5,7 @@ tiny objects, leaving complete reports. Only their presence and shape are assert
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import itertools
@@ -12,6 +13,7 @@ import os
 import random
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -95,3 +97,43 @@ def test_column_chunks_read_from_the_footer_tile_the_file_between_magic_and_foot
     assert chunks[0].offset == len(MAGIC)
     assert all(a.offset + a.length == b.offset for a, b in itertools.pairwise(chunks))
     assert chunks[-1].offset + chunks[-1].length == len(data) - footer
+
+
+def test_loadtest_ui_serves_locust_and_the_live_page_then_stops_everything() -> None:
+    """`make loadtest-ui`'s driver, bounded by --run-time: both URLs it prints answer while it
+    runs, and every process it started is gone once it ends."""
+    import requests
+
+    from tests.harness import free_port
+
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("LOADTEST_")}, **TINY}
+    argv = [sys.executable, str(LOADTESTS / "ui.py"), "--workload", "hot_set", "--users", "2",
+            "--run-time", "6s", "--web-port", str(free_port())]  # fmt: skip
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+    try:
+        assert process.stdout is not None
+        urls = {}
+        for line in process.stdout:
+            name, _, rest = line.partition(":")
+            if name in ("locust", "s3tier"):
+                urls[name] = rest.strip()
+            if len(urls) == 2:
+                break
+        for _ in range(50):  # locust's web UI comes up a moment after it is started
+            with contextlib.suppress(requests.RequestException):
+                if requests.get(urls["locust"], timeout=2).ok:
+                    break
+            time.sleep(0.2)
+        assert requests.get(urls["locust"], timeout=5).ok
+        page = requests.get(urls["s3tier"], timeout=5)
+        assert page.ok and "<title>s3tier</title>" in page.text
+        rest_of_output = process.stdout.read()
+        assert process.wait(timeout=120) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert "stopped: locust, s3tier and moto" in rest_of_output
+    for url in urls.values():
+        with pytest.raises(requests.ConnectionError):
+            requests.get(url, timeout=2)

@@ -120,7 +120,17 @@ class Arrival:
         piece, at = self._pieces[i], self._starts[i]
         return memoryview(piece)[lo - at : min(at + len(piece), upto) - at]
 
+    def whole(self) -> bytes | None:
+        """The block once it is all in and checked, else None: a reader that comes after its
+        last byte has it from memory, before the tiers have taken it."""
+        if not self._complete:
+            return None
+        self._join()
+        return self._whole
+
     def _join(self) -> None:
+        if self._whole is not None:
+            return
         pieces, self._pieces, self._starts = self._pieces, [], []
         self._whole = pieces[0] if len(pieces) == 1 else b"".join(pieces)
         self.done.set_result(self._whole)

@@ -107,6 +107,8 @@ class ReadThrough:
         )
         self._loads = BlockLoads(self._load, self._tasks.spawn, self._joined)
         self._touched = Touches()  # tiering/parts.py: a block is admitted when read again
+        # Whole blocks arriving with their metadata, until the tiers hold them (tiering/arrival.py)
+        self._arriving: dict[BlockKey, Arrival] = {}
         self._adoptions = Adoptions(self._tasks.spawn, written_budget_bytes)
         self.prefetcher = Prefetcher(
             ReadAhead(prefetch.readahead),
@@ -345,6 +347,10 @@ class ReadThrough:
         data = self._ram.peek(key)
         if data is not None:
             return data, Source.RAM
+        arrival = self._arriving.get(key)
+        arrived = arrival.whole() if arrival is not None else None
+        if arrived is not None:  # all in memory already, on its way into the tiers
+            return arrived, Source.RAM
         filling = self._resolver.filling(obj)
         if filling is not None and key not in self._loads:
             # A cold GET of this object may be bringing this very block, and it can say so
@@ -411,6 +417,7 @@ class ReadThrough:
             arrival = resolved.arrival
             key = BlockKey(obj.bucket, obj.key, meta.etag, arrival.at // self.block_size)
             claim, persisted, source = resolved.claim, resolved.persisted, resolved.source
+            self._arriving[key] = arrival
             self._loads.follow(
                 key, lambda: self._arrived(key, arrival, meta, source, claim, persisted)
             )
@@ -438,6 +445,7 @@ class ReadThrough:
         try:
             data = await arrival.done
         except BaseException:
+            self._arriving.pop(key, None)
             if claim is not None:
                 claim.release()
             raise
@@ -468,6 +476,7 @@ class ReadThrough:
         that came with it is on disk too (`persisted`)."""
         try:
             self._admit_ram(key, data, meta)
+            self._arriving.pop(key, None)  # an arrival's block is now where readers look
             if self._disk is not None and self._ours(key):
                 await self._disk.put(key, data)
         finally:
