@@ -280,6 +280,9 @@ def test_an_owner_back_from_a_kill_serves_its_share_from_its_disk_again(
         while len(list(nodes[2].disk_dir.rglob("*.val"))) < owned:
             assert time.monotonic() < deadline
             time.sleep(0.1)
+        # The object's metadata record is written just after its block: give it that moment,
+        # or the owner of block 0 comes back without it and fetches that block again.
+        time.sleep(1.5)
         nodes[2].stop(9)
         assert requests.get(nodes[1].url + url, timeout=60).content == data  # upstream instead
         nodes[2].start()  # the same disk folder
