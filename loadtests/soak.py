@@ -285,7 +285,14 @@ if __name__ != "__main__":
         headers = response.headers
         names = ("content-length", "content-range", "etag", "x-cache-status", "x-amz-request-id")
         shown = ", ".join(f"{n}={headers.get(n)}" for n in names if headers.get(n))
-        return f"{len(body)} bytes received, {shown}, starts {body[:80]!r}"
+        # What the client met while reading, if anything: a short body is handed over by
+        # geventhttpclient after the read failed, and the failure says who closed.
+        meta = getattr(response, "request_meta", None) or {}
+        met = meta.get("exception")
+        took = meta.get("response_time")
+        client = f", client error {met!r}" if met is not None else ""
+        timing = f", {took:.0f} ms" if isinstance(took, (int, float)) else ""
+        return f"{len(body)} bytes received, {shown}{client}{timing}, starts {body[:80]!r}"
 
 
 # -- the driver ------------------------------------------------------------------------------
@@ -545,6 +552,25 @@ def abort_reasons(log: str) -> Counter[str]:
     return Counter(m.group(2).replace(m.group(1), "<key>") for m in found if m)
 
 
+REQUEST_ID = re.compile(r"x-amz-request-id=([0-9A-F]{16})")
+
+
+def failed_request_logs(errors: list[list[str]], log: str, limit: int = 40) -> list[str]:
+    """The server's log lines of each failed request (by its x-amz-request-id), and the lines
+    without one logged in the same second (uvicorn's own errors carry none)."""
+    wanted = {m.group(1) for *_, error, _ in errors for m in REQUEST_ID.finditer(error)}
+    if not wanted:
+        return []
+    lines = log.splitlines()
+    seconds = {line[:19] for line in lines if any(f"[{i}]" in line for i in wanted)}
+    picked = [
+        line for line in lines
+        if any(f"[{i}]" in line for i in wanted)
+        or (line[:19] in seconds and "[-]" in line and " INFO " not in line)
+    ]  # fmt: skip
+    return picked[:limit]
+
+
 def judge(raw: dict[str, Any]) -> dict[str, Any]:
     samples = [Sample(**s) for s in raw["samples"]]
     duration = raw["duration_s"]
@@ -570,7 +596,11 @@ def judge(raw: dict[str, Any]) -> dict[str, Any]:
         ),
     }  # fmt: skip
     ok = all(v["ok"] if isinstance(v, dict) else v for v in verdicts.values())
-    return {"ok": ok, "verdicts": verdicts, "aborted_streams": dict(aborted)}
+    traced = failed_request_logs(raw["locust"]["errors"], raw.get("s3tier_log") or "")
+    return {
+        "ok": ok, "verdicts": verdicts, "aborted_streams": dict(aborted),
+        "failed_request_logs": traced,
+    }  # fmt: skip
 
 
 def summary(raw: dict[str, Any], verdict: dict[str, Any]) -> str:
@@ -632,6 +662,9 @@ def summary(raw: dict[str, Any], verdict: dict[str, Any]) -> str:
     if loc["errors"]:
         lines += ["", "Failures:", ""]
         lines += [f"- {m} {n}: {e} (x{c})" for m, n, e, c in loc["errors"][:20]]
+    traced = verdict["failed_request_logs"]
+    if traced:
+        lines += ["", "s3tier's log for the failed requests:", "", "```", *traced, "```"]
     if verdict["aborted_streams"]:
         lines += ["", "Streams s3tier cut short, by the reason it logged:", ""]
         lines += [f"- {reason} (x{n})" for reason, n in verdict["aborted_streams"].items()]

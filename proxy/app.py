@@ -206,8 +206,9 @@ async def _answer(
             )  # fmt: skip
             authorize(req, headers, verified.principal)
         await _route(
-            c, req, headers, verified, receive, send, exchange.ids, offers_zero_copy(scope)
-        )
+            c, req, headers, verified, receive, send, exchange.ids, offers_zero_copy(scope),
+            trusted,
+        )  # fmt: skip
     except UpstreamAnswer as answer:
         if not send.started and req is not None:
             await _replay(answer, req, headers, verified, receive, send, c, exchange.ids)
@@ -229,9 +230,12 @@ async def _route(
     send: Send,
     ids: RequestIds,
     files: bool,
+    for_peer: bool = False,
 ) -> None:
     if req.cacheable and not upstream_decides_range(headers):
-        await objects.serve(req, headers, c.readthrough, receive, send, ids.headers, files)
+        await objects.serve(
+            req, headers, c.readthrough, receive, send, ids.headers, files, for_peer
+        )
     elif uploads.is_put_object(req, headers):
         await uploads.put_object(
             req, headers, c.readthrough, c.upstream, c.spool_dir, c.put_cache_max_bytes,

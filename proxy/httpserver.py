@@ -301,6 +301,16 @@ class S3TierHttpProtocol(HttpToolsProtocol):
             self._heard = False
             self._served = True
 
+    def shutdown(self) -> None:
+        """uvicorn's, except that an idle TLS connection is dropped rather than closed: a TLS
+        close waits for the client's close_notify (up to the loop's 30 s), which a pooled idle
+        client never sends, and the server's exit waited for it. Nothing is cut: the last answer
+        on the connection was complete."""
+        idle = self.cycle is None or self.cycle.response_complete
+        super().shutdown()
+        if idle and self.scheme == "https":
+            self.transport.abort()
+
     def check_deadline(self, now: float) -> None:
         """Close the connection if it waited too long for a request, or for its headers."""
         since = self._waiting_since

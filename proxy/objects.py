@@ -14,6 +14,7 @@ as spans of their files (`sendfile`); elsewhere those spans are read and sent as
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 from collections.abc import Mapping
@@ -43,6 +44,7 @@ NOT_MODIFIED_HEADERS = frozenset({b"etag", b"last-modified", b"cache-control", b
 CONDITIONAL_HEADERS = frozenset(
     {"if-match", "if-none-match", "if-modified-since", "if-unmodified-since"}
 )
+log = logging.getLogger("s3tier.objects")
 _RANGE_START = re.compile(r"\s*bytes=([0-9]{1,19})-", re.IGNORECASE)
 _ONE_RANGE = re.compile(r"\s*bytes=([0-9]{1,19})-([0-9]{1,19})?\s*", re.IGNORECASE)
 
@@ -55,9 +57,11 @@ async def serve(
     send: Send,
     ids: Headers,
     zero_copy: bool = False,
+    for_peer: bool = False,
 ) -> None:
     """Answer a cacheable GET/HEAD object. `ids` are the x-amz-request-id/x-amz-id-2 headers;
-    `zero_copy` says the server takes spans of open files (`proxy.asgi.file_chunk`)."""
+    `zero_copy` says the server takes spans of open files (`proxy.asgi.file_chunk`);
+    `for_peer`, that another member asks for its client (counted apart)."""
     range_header = headers.get("range")
     want_checksums = headers.get("x-amz-checksum-mode", "").upper() == "ENABLED"
     is_get = req.method == "GET"
@@ -65,6 +69,7 @@ async def serve(
         first_block_hint(range_header, rt.block_size) if is_get else None,
         want_checksums and range_header is None,
         first_part_hint(range_header, rt.block_size) if is_get else None,
+        for_peer=for_peer,
     )
 
     def decide(resolved: Resolved) -> tuple[Reply, Span | None]:
@@ -208,6 +213,9 @@ async def send_body(body: Body, receive: Receive, send: Send, zero_copy: bool = 
     finally:
         if watcher is not None:
             watcher.cancel()
+    if sent < total and gone.is_set():
+        # A stream cut for a failed block says so where it fails; this is the other cause.
+        log.info("client gone after %d of %d bytes", sent, total)
 
 
 def _read_span(span: FileSpan) -> bytes:

@@ -117,6 +117,25 @@ def test_boto3_and_the_aws_cli_work_unchanged_over_https_and_cleartext_is_refuse
         requests.get(f"http://127.0.0.1:{server.port}/{bucket}/over-tls", timeout=10)
 
 
+def test_sigterm_with_idle_https_clients_still_connected_stops_at_once(
+    start_https: Callable[..., S3TierServer], tls: Tls, direct: Any, bucket: str
+) -> None:
+    # A pooled client keeps its connection open and never answers a TLS close: the server
+    # must not wait for it (it waited the loop's 30 s TLS shutdown timeout).
+    server = start_https()
+    direct.put_object(Bucket=bucket, Key="idle", Body=b"x" * 1000)
+    with requests.Session() as session:
+        for _ in range(3):
+            answer = session.get(f"{server.url}/{bucket}/idle", verify=str(tls.ca.bundle))
+            assert answer.status_code == 200
+        began = time.monotonic()
+        server.stop()
+        assert time.monotonic() - began < 5
+        # uvicorn re-raises the signal once it has shut down cleanly
+        assert server.proc is not None and server.proc.returncode == -signal.SIGTERM
+        assert "Finished server process" in server.log_text()
+
+
 def _keys() -> dict[str, str]:
     return {
         "aws_access_key_id": CREDENTIALS["AWS_ACCESS_KEY_ID"],

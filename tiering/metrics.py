@@ -25,6 +25,7 @@ from prometheus_client import (
     multiprocess,
 )
 
+CACHE_TIERS = ("ram", "disk")
 RESULTS = ("hit_ram", "hit_disk", "hit_peer", "miss", "revalidated", "stale", "bypass", "none")
 PEER_OUTCOMES = ("hit", "miss", "failed")
 OPERATIONS = (
@@ -51,6 +52,7 @@ class Sample:
     entries: dict[str, float] = field(default_factory=dict)
     capacity_bytes: dict[str, float] = field(default_factory=dict)
     served_bytes: dict[str, int] = field(default_factory=dict)  # by tier
+    peer_served_bytes: dict[str, int] = field(default_factory=dict)  # to other members, by tier
     disk_errors: dict[str, int] = field(default_factory=dict)  # by kind: io, corrupt
     fleet_members: int = 0  # in this node's view of the fleet (0: no fleet)
     circuits_open: int = 0  # members skipped now because they failed
@@ -172,6 +174,12 @@ class Metrics:
             "of the client counts, so a fleet's sum counts each client answer once)",
             ["result"], registry=r,
         )  # fmt: skip
+        self.peer_served_bytes = Counter(
+            "s3tier_peer_served_bytes",
+            "Object bytes this node sent to other members for their clients, by the tier they "
+            "came from (kept out of s3tier_served_bytes for the same reason)",
+            ["tier"], registry=r,
+        )  # fmt: skip
         self.fleet_members = Gauge(
             "s3tier_fleet_members", "Members in this node's view of the fleet", registry=r,
             multiprocess_mode="max",
@@ -206,8 +214,18 @@ class Metrics:
             self.upstream_errors.labels(kind)
         for op in UPSTREAM_OPERATIONS:
             self.upstream_requests.labels(op)
+            self.upstream_bytes.labels(op)
+            self.upstream_duration.labels(op)
         for outcome in ("issued", "used", "wasted"):
             self.prefetch_bytes.labels(outcome)
+        # Every tier's series exists from the start, so a rate over it is a zero, not nothing
+        # (a dashboard panel showing no data looks broken), and a first eviction counts in full.
+        for tier in CACHE_TIERS:
+            self.evictions.labels(tier)
+            self.admissions.labels(tier)
+        for tier in (*CACHE_TIERS, "peer", "upstream"):
+            self.served_bytes.labels(tier)
+            self.peer_served_bytes.labels(tier)
         self.peer_children = {o: self.peer_requests.labels(o) for o in PEER_OUTCOMES}
         self.peer_served_children = {res: self.peer_served.labels(res) for res in RESULTS}
 
@@ -246,6 +264,7 @@ class Metrics:
         _add(self.admissions, now.admissions, last.admissions)
         _add(self.evictions, now.evictions, last.evictions)
         _add(self.served_bytes, now.served_bytes, last.served_bytes)
+        _add(self.peer_served_bytes, now.peer_served_bytes, last.peer_served_bytes)
         for kind, value in now.disk_errors.items():
             delta = value - last.disk_errors.get(kind, 0)
             if delta > 0:

@@ -59,7 +59,8 @@ class Counters:
     coalesced: int = 0  # requests that joined a fetch under way instead of making their own
     hot: int = 0  # answers given by hot() (the protocol's fast path)
     file_bytes: int = 0  # bytes sent as spans of disk files (tiering/streaming.py)
-    served: dict[str, int] = field(default_factory=lambda: dict.fromkeys(SOURCE_NAMES.values(), 0))
+    served: dict[str, int] = field(default_factory=lambda: _by_source())  # to clients
+    to_peers: dict[str, int] = field(default_factory=lambda: _by_source())  # to other members
 
 
 class ReadThrough:
@@ -158,7 +159,7 @@ class ReadThrough:
         index = span.start // self.block_size
         first = await self._first_piece(obj, resolved, index, span, files)
         source = max(resolved.source, first[1])
-        return decision, Body(self, obj, resolved.meta, span, first, source, files)
+        return decision, Body(self, obj, resolved.meta, span, first, source, files, want.for_peer)
 
     async def _first_piece(
         self, obj: ObjectId, resolved: Resolved, index: int, span: Span, files: bool
@@ -237,9 +238,14 @@ class ReadThrough:
         self.counters.hot += 1
         return blocks
 
-    def account(self, source: Source, sent_bytes: int, as_file: bool = False) -> None:
-        """Bytes sent to a client, by where they came from (for metrics and stats)."""
-        self.counters.served[SOURCE_NAMES[source]] += sent_bytes
+    def account(
+        self, source: Source, sent_bytes: int, as_file: bool = False, to_peer: bool = False
+    ) -> None:
+        """Bytes sent to a client (or, `to_peer`, to another member for its client), by where
+        they came from (for metrics and stats). Counted apart, so the fleet's served bytes are
+        its clients' bytes, each once."""
+        counts = self.counters.to_peers if to_peer else self.counters.served
+        counts[SOURCE_NAMES[source]] += sent_bytes
         if as_file:
             self.counters.file_bytes += sent_bytes
 
@@ -583,6 +589,7 @@ class ReadThrough:
                 "wasted": self.prefetcher.stats.wasted_bytes,
             },
             served_bytes=dict(self.counters.served),
+            peer_served_bytes=dict(self.counters.to_peers),
         )
         if self._peers is not None:
             sample.fleet_members = len(self._peers.membership.members)
@@ -594,6 +601,10 @@ class ReadThrough:
 
     async def close(self) -> None:
         await self._tasks.close()
+
+
+def _by_source() -> dict[str, int]:
+    return dict.fromkeys(SOURCE_NAMES.values(), 0)
 
 
 def _extent(resolved: Resolved) -> tuple[int, int]:

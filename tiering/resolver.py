@@ -53,6 +53,7 @@ class Want:
     first_block: int | None
     checksums: bool = False
     part: Span | None = None
+    for_peer: bool = False  # another member's block request: its bytes are counted apart
 
 
 @dataclass(frozen=True, slots=True)

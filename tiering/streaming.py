@@ -101,7 +101,9 @@ class Blocks(Protocol):
 
     def file_now(self, obj: ObjectId, meta: ObjectMeta, index: int) -> AnyPiece | None: ...
 
-    def account(self, source: Source, sent_bytes: int, as_file: bool = False) -> None: ...
+    def account(
+        self, source: Source, sent_bytes: int, as_file: bool = False, to_peer: bool = False
+    ) -> None: ...
 
     def note_read(
         self, obj: ObjectId, meta: ObjectMeta, start: int, end: int, response: Span
@@ -120,8 +122,10 @@ class Body:
         first: tuple[FirstPiece, Source],
         source: Source,
         files: bool = False,
+        to_peer: bool = False,
     ) -> None:
         self._blocks = blocks
+        self._to_peer = to_peer  # bytes for another member, not for a client of this one
         self._obj = obj
         self._meta = meta
         self.span = span
@@ -145,7 +149,7 @@ class Body:
         if isinstance(piece, Arrival):
             try:
                 async for view in piece.follow(self.span.start, self.span.end):
-                    self._blocks.account(source, len(view))
+                    self._blocks.account(source, len(view), to_peer=self._to_peer)
                     yield view
                     if stopped():
                         return
@@ -154,7 +158,7 @@ class Body:
                 return
         else:
             data = piece.slice(self.span.start, self.span.end)
-            self._blocks.account(source, len(data), isinstance(data, FileSpan))
+            self._blocks.account(source, len(data), isinstance(data, FileSpan), self._to_peer)
             try:
                 yield data
             finally:
@@ -180,7 +184,9 @@ class Body:
                         if stopped():
                             return
                         data = piece.slice(span.start, span.end)
-                        self._blocks.account(source, len(data), isinstance(data, FileSpan))
+                        self._blocks.account(
+                            source, len(data), isinstance(data, FileSpan), self._to_peer
+                        )
                         yield data
                     finally:
                         close_piece(piece)
