@@ -44,7 +44,9 @@ class DiskBlocks:
     def file_now(self, obj: ObjectId, meta: ObjectMeta, index: int) -> AnyPiece | None:
         return None
 
-    def account(self, source: Source, sent_bytes: int, as_file: bool = False) -> None:
+    def account(
+        self, source: Source, sent_bytes: int, as_file: bool = False, to_peer: bool = False
+    ) -> None:
         self.sent_as_files += sent_bytes if as_file else 0
 
     def note_read(
