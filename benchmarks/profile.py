@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import datetime
 import re
 import shutil
 import subprocess
@@ -25,6 +26,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import seed  # noqa: E402
+import signed  # noqa: E402
 from loadgen import Req, write_keyfile  # noqa: E402
 from rig import fetch  # noqa: E402
 from seed import Obj  # noqa: E402
@@ -34,6 +36,7 @@ KIB, MIB = 1 << 10, 1 << 20
 # workload: (objects, object bytes, s3tier flags, wrk connections), as in workloads.py
 SETUPS = {
     "W1": (1000, 4 * KIB, ["--ram-bytes", "256MiB"], 64),
+    "W1s": (1000, 4 * KIB, ["--ram-bytes", "256MiB", "--region", signed.REGION], 64),
     "W2": (128, MIB, ["--ram-bytes", "512MiB"], 32),
     "W3": (4, 64 * MIB, ["--ram-max-object", "1MiB", "--disk-bytes", "8GiB"], 8),
     "W9": (0, 48 * MIB, [], 1),  # no objects to read: the load writes
@@ -89,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     reqs = [Req(o.path) for o in objects]
     args.out.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix="s3tier-profile-"))
+    if args.workload == "W1s":  # W1, every request signed in advance and verified (workloads.py)
+        reqs = signed.signed_gets([o.path for o in objects], datetime.datetime.now(datetime.UTC))
+        keys = signed.keyring_file(scratch)
+        flags = [*flags, "--auth", "sigv4", "--credentials-file", str(keys)]
     try:
         with running(MotoServer(scratch)) as moto:
             seed.seed(moto.url, objects, create_bucket=True)

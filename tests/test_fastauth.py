@@ -10,6 +10,8 @@ bytes, so a case can never pass with the two disagreeing.
 from __future__ import annotations
 
 import datetime
+import random
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
@@ -244,3 +246,72 @@ def test_the_signing_key_cache_shows_neither_secrets_nor_keys() -> None:
     derived = keys.get("AK", "s3cr3t-never-shown", "20261126", REGION)
     assert "s3cr3t" not in repr(keys) and derived.hex() not in repr(keys)
     assert "AK" not in repr(keys)
+
+
+# Edits a client, a proxy on the way or an attacker might make to a signed request: each keeps
+# the request parseable, and fast_verify must never say yes where the full path says no.
+def _edits(rng: random.Random, wire: Wire) -> Wire:
+    headers = list(wire.headers)
+    target = wire.target
+    for _ in range(rng.randint(1, 3)):
+        i = rng.randrange(len(headers))
+        name, value = headers[i]
+        choice = rng.randrange(11)
+        if choice == 0:  # a repeated header
+            headers.insert(rng.randrange(len(headers) + 1), (name, value))
+        elif choice == 1:  # a header dropped
+            headers.pop(i)
+        elif choice == 2:  # white space inside or around a value
+            at = rng.randrange(len(value) + 1)
+            headers[i] = (name, value[:at] + rng.choice([b" ", b"  ", b"\t"]) + value[at:])
+        elif choice == 3:  # one byte of a value changed
+            at = rng.randrange(len(value)) if value else 0
+            byte = bytes([rng.choice(b"aZ09-_/=;, .%\xe9\x1f")])
+            headers[i] = (name, value[:at] + byte + value[at + 1 :])
+        elif choice == 4:  # a value's case changed
+            headers[i] = (name, value.swapcase())
+        elif choice == 5:  # a header added, x-amz-* or not
+            extra = rng.choice([b"x-amz-meta-a", b"x-amz-copy-source", b"date", b"x-other"])
+            headers.append((extra, b"/b/k" if extra == b"x-amz-copy-source" else b"1"))
+        elif choice == 6:  # the query changed
+            target += rng.choice([b"?x-id=GetObject", b"?a=1&a-b=2", b"?X-Amz-Signature=0",
+                                  b"?versionId=1", b"&x=%41", b"?"])  # fmt: skip
+        elif choice == 7:  # the path changed
+            target = target.replace(b"a.txt", rng.choice([b"a%2Etxt", b"A.txt", b"a.txt/"]))
+        elif choice == 8:  # a part of the Authorization moved or re-spelled
+            auth = dict(headers).get(b"authorization", b"")
+            spelled = rng.choice([
+                auth.replace(b", ", b","), auth.replace(b", ", b" , "),
+                auth.replace(b"SignedHeaders=", b"SignedHeaders=x-amz-meta-a;"),
+                auth.replace(b"SignedHeaders=host;", b"SignedHeaders="),
+                auth.replace(b"/us-east-1/", b"/US-EAST-1/"), auth.replace(b"/s3/", b"/S3/"),
+                auth.replace(b"Credential=", b"Credential= "), auth + b" ",
+                auth.replace(b"AWS4-HMAC-SHA256", b"aws4-hmac-sha256"),
+            ])  # fmt: skip
+            headers = [(n, spelled if n == b"authorization" else v) for n, v in headers]
+        elif choice == 9:  # the date moved by a day, or spelled otherwise
+            headers[i] = (name, value.replace(b"20261126", rng.choice([b"20261127", b"20261326"])))
+        else:  # a method changed
+            wire = replace(wire, method=rng.choice([b"HEAD", b"GET", b"PUT"]))
+    return replace(wire, target=target, headers=tuple(headers))
+
+
+def test_random_edits_of_signed_requests_never_pass_the_fast_check_alone() -> None:
+    rng = random.Random(20261205)
+    bases = [
+        signed("GET", OBJ), signed("HEAD", OBJ), signed("GET", OBJ, READER),
+        signed("GET", OBJ + "?x-id=GetObject"), signed("GET", OBJ, headers={"Range": "bytes=0-9"}),
+        signed("GET", OBJ.replace("a.txt", "a%20b.txt")),
+    ]  # fmt: skip
+    agreed = Counter[tuple[bool, bool]]()
+    for _ in range(3000):
+        wire = _edits(rng, rng.choice(bases))
+        try:
+            full = full_path_accepts(wire, KEYRING, NOW)
+        except (UnicodeDecodeError, ValueError):
+            continue  # not a request the protocol would have handed over
+        quick = fast(wire, KEYRING, NOW)
+        assert not quick or full, wire
+        agreed[(quick, full)] += 1
+    # The edits reach both answers of both paths, so the property above was put to the test.
+    assert agreed[(True, True)] > 100 and agreed[(False, False)] > 1000, agreed
