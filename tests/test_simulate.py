@@ -8,17 +8,18 @@ from pathlib import Path
 
 import pytest
 
-from tiering import simulate
+from tiering import reference, simulate
 from tiering.policy import LRUPolicy
 from tiering.simulate import Ratios, Row, Workload
 
 QUICK = (2_000, 20_000)  # what --quick runs: objects, requests
 CACHES = ("1%", "5%", "10%", "25%")
+REFERENCES = list(reference.POLICIES)  # libcachesim is a dev dependency: all of them run here
 
 
 @pytest.fixture(scope="module")
 def quick_rows() -> list[Row]:
-    return simulate.run_synthetic(*QUICK, seed=1)
+    return simulate.run_synthetic(*QUICK, seed=1, references=REFERENCES)
 
 
 def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
@@ -26,41 +27,87 @@ def run_main(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
     return capsys.readouterr().out
 
 
+@pytest.fixture(scope="module")
+def quick_output(quick_rows: list[Row]) -> dict[str, str]:
+    """What `--quick` prints, as markdown and as csv, from the rows it computes."""
+    return {"markdown": simulate.markdown(quick_rows), "csv": simulate.csv_text(quick_rows)}
+
+
 def test_the_quick_run_prints_the_same_table_every_time(capsys: pytest.CaptureFixture[str]) -> None:
-    assert run_main(["--quick"], capsys) == run_main(["--quick"], capsys)
+    # s3tier's columns and the offline schedules; libCacheSim's Belady-Size and W-TinyLFU draw
+    # random samples and hash seeds of their own, and move by a few tenths from run to run.
+    args = ["--quick", "--no-libcachesim"]
+    assert run_main(args, capsys) == run_main(args, capsys)
 
 
 def test_another_seed_gives_another_table(capsys: pytest.CaptureFixture[str]) -> None:
-    seeds = [run_main(["--quick", "--seed", s], capsys) for s in ("1", "2")]
+    seeds = [run_main(["--quick", "--no-libcachesim", "--seed", s], capsys) for s in "12"]
     assert seeds[0] != seeds[1]
 
 
 def test_the_quick_table_has_a_row_for_every_workload_and_cache_size(
-    capsys: pytest.CaptureFixture[str],
+    quick_output: dict[str, str],
 ) -> None:
-    lines = run_main(["--quick"], capsys).splitlines()
-    assert lines[0].startswith("| workload | cache | s3tier objects | LRU objects | offline")
-    cells = [line.strip("|").split("|") for line in lines[2:]]
+    lines = quick_output["markdown"].splitlines()
+    header = [cell.strip() for cell in lines[2].strip("|").split("|")]
+    assert header == [
+        "workload", "cache", "s3tier", "LRU", *REFERENCES, "offline", "s3tier - best other (bytes)"
+    ]  # fmt: skip
+    cells = [line.strip("|").split("|") for line in lines[4:]]
     rows = [(cell[0].strip(), cell[1].strip()) for cell in cells]
     assert rows == list(itertools.product(simulate.WORKLOADS, CACHES))
+    assert "Not run" not in "\n".join(lines)
 
 
-def test_the_csv_has_every_policy_and_bound_on_every_row(
-    capsys: pytest.CaptureFixture[str],
+def test_a_policy_the_binding_lacks_is_named_not_dropped(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    lines = run_main(["--quick", "--format", "csv"], capsys).splitlines()
+    policies = {"S3-FIFO": "S3FIFO", "LRB": "NoSuchPolicyInThisBinding"}
+    monkeypatch.setattr(reference, "POLICIES", policies)
+    out = run_main(["--quick"], capsys)
+    assert "Not run: LRB: libcachesim " in out
+    assert "has no NoSuchPolicyInThisBinding" in out
+    assert "| S3-FIFO | offline |" in out  # the other still ran
+
+
+def test_libcachesim_lru_gives_exactly_the_figures_of_s3tier_lru(quick_rows: list[Row]) -> None:
+    # The same policy in two implementations on the same requests: the replay is faithful.
+    for row in quick_rows:
+        assert row.results["LRU (lcs)"] == row.results["LRU"], (row.workload, row.cache_fraction)
+
+
+SHIFT_GAP = pytest.mark.xfail(
+    strict=True,
+    reason="issue 15, open: when the popular set moves, the sketch's stale counts keep the old"
+    " set in main and s3tier falls below LRU at 10% and 25% (docs/policy.md)",
+)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [pytest.param(n, marks=SHIFT_GAP) if "shifting" in n else n for n in simulate.WORKLOADS],
+)
+def test_s3tier_policy_is_never_below_lru(quick_rows: list[Row], name: str) -> None:
+    for row in (row for row in quick_rows if row.workload == name):
+        ours, lru = row.results["s3tier"], row.results["LRU"]
+        assert ours.byte_hit_ratio >= lru.byte_hit_ratio, (row.workload, row.cache_fraction)
+        assert ours.object_hit_ratio >= lru.object_hit_ratio, (row.workload, row.cache_fraction)
+
+
+def test_the_csv_has_every_policy_and_bound_on_every_row(quick_output: dict[str, str]) -> None:
+    lines = quick_output["csv"].splitlines()
     assert (
         lines[0] == "workload,cache_fraction,capacity_bytes,policy,object_hit_ratio,byte_hit_ratio"
     )
     policies = Counter(line.split(",")[3] for line in lines[1:])
-    names = [*simulate.POLICIES, *simulate.BOUNDS, simulate.OFFLINE]
+    names = [*simulate.POLICIES, *REFERENCES, *simulate.BOUNDS, simulate.OFFLINE]
     assert policies == dict.fromkeys(names, len(simulate.WORKLOADS) * len(CACHES))
 
 
 def test_the_offline_bound_is_never_below_an_online_policy(quick_rows: list[Row]) -> None:
     for row in quick_rows:
         bound = row.results[simulate.OFFLINE]
-        for policy in simulate.POLICIES:
+        for policy in simulate.online_names([row]):
             online = row.results[policy]
             assert bound.object_hit_ratio >= online.object_hit_ratio, (row.workload, policy)
             assert bound.byte_hit_ratio >= online.byte_hit_ratio, (row.workload, policy)
@@ -68,7 +115,7 @@ def test_the_offline_bound_is_never_below_an_online_policy(quick_rows: list[Row]
 
 def test_the_offline_bound_is_the_best_of_the_offline_schedules(quick_rows: list[Row]) -> None:
     for row in quick_rows:
-        schedules = [row.results[name] for name in simulate.BOUNDS]
+        schedules = [row.results[name] for name in simulate.bound_names(REFERENCES)]
         assert row.results[simulate.OFFLINE] == Ratios(
             max(r.object_hit_ratio for r in schedules), max(r.byte_hit_ratio for r in schedules)
         )
@@ -219,3 +266,16 @@ def test_the_scan_workload_reads_its_whole_separate_range_four_times() -> None:
     scanned = Counter(key for key in trace.keys if key >= objects)
     assert len(trace.keys) == requests
     assert scanned == dict.fromkeys(range(objects, objects + objects // 2), 4)
+
+
+def test_the_shifting_workload_moves_its_popular_set_by_phase() -> None:
+    objects, requests = QUICK
+    trace = simulate.shifting(objects, requests, seed=1)
+    phase = requests // 4
+    windows = [set(trace.keys[i * phase : (i + 1) * phase]) for i in range(4)]
+    spans = [(min(w), max(w)) for w in windows]
+    assert spans[0][0] >= 0 and spans[-1][1] < objects
+    assert [low for low, _ in spans] == sorted(low for low, _ in spans)  # it moves one way
+    for before, after in itertools.pairwise(windows):
+        kept = len(before & after) / len(before)
+        assert 0.2 < kept < 0.9, kept  # each phase keeps part of the last, and brings new keys

@@ -2,7 +2,9 @@
 
 For each workload and cache size (a fraction of the working set: the summed sizes of the
 distinct objects requested) it prints the object hit ratio (hits / requests) and the byte hit
-ratio (bytes served from cache / bytes requested) of s3tier's policy, of LRU, and offline.
+ratio (bytes served from cache / bytes requested) of s3tier's policy, of LRU, of the published
+policies as libCacheSim implements them (`tiering.reference`: S3-FIFO, SIEVE, ARC, LIRS,
+W-TinyLFU, its LRU and its size-aware Belady), and offline; each with its distance to offline.
 
 Offline. With objects of different sizes Belady's MIN is no longer optimal and the optimum is
 NP-hard (Berger et al., "Practical Bounds on Optimal Caching with Variable Object Sizes", 2018).
@@ -34,6 +36,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
+from tiering import reference
 from tiering.policy import LRUPolicy, Policy, TinyLFUPolicy
 
 FRACTIONS = (0.01, 0.05, 0.10, 0.25)
@@ -131,10 +134,26 @@ def one_hit_wonders(objects: int, requests: int, seed: int, share: float = 0.5) 
     return _workload("one-hit-wonders", [next(fresh) if w else next(hot) for w in order], sizes)
 
 
+def shifting(objects: int, requests: int, seed: int, phases: int = 4) -> Workload:
+    """Zipf 0.8 whose popular set moves: in each of `phases` equal parts of the sequence the
+    popularity ranks are drawn afresh over a window of half the objects that slides by a sixth
+    of them per phase (four phases), so each phase keeps two thirds of the last one's objects."""
+    rng = random.Random(f"shift-{seed}")
+    span = objects // 2
+    sizes = object_sizes(objects, rng)
+    keys: list[int] = []
+    for phase in range(phases):
+        start = phase * (objects - span) // max(1, phases - 1)
+        part = requests // phases if phase < phases - 1 else requests - len(keys)
+        keys += (start + k for k in zipf_keys(0.8, span, part, rng))
+    return _workload("zipf-0.8-shifting", keys, sizes)
+
+
 WORKLOADS: dict[str, Callable[[int, int, int], Workload]] = {
     **{f"zipf-{alpha}": partial(zipf, alpha) for alpha in (0.6, 0.8, 1.0, 1.2)},
     "zipf-0.8+scans": zipf_with_scans,
     "one-hit-wonders": one_hit_wonders,
+    "zipf-0.8-shifting": shifting,
 }
 
 
@@ -265,40 +284,80 @@ def static(workload: Workload, capacity: int, by_size: bool) -> Ratios:
 # --- the table ------------------------------------------------------------------------------
 
 
-def simulate(workload: Workload, fractions: Sequence[float] = FRACTIONS) -> list[Row]:
-    """Every policy and every offline schedule at each cache size."""
+def simulate(
+    workload: Workload, fractions: Sequence[float] = FRACTIONS, references: Sequence[str] = ()
+) -> list[Row]:
+    """Every policy and every offline schedule at each cache size, and the libCacheSim
+    policies named in `references` (of `reference.POLICIES`; its offline ones join the bound)."""
     following = next_uses(workload.keys)
     working_set = workload.working_set_bytes
     rows = []
     for fraction in fractions:
         capacity = int(working_set * fraction)
         results = {name: replay(make(capacity), workload) for name, make in POLICIES.items()}
+        for name in references:
+            counts = reference.replay(name, workload.keys, workload.sizes, following, capacity)
+            results[name] = _ratios(workload, *counts)
         results["MIN"] = offline(workload, following, capacity, by_size=False)
         results["Belady-Size"] = offline(workload, following, capacity, by_size=True)
         results["Static"] = static(workload, capacity, by_size=False)
         results["Static-Size"] = static(workload, capacity, by_size=True)
-        bounds = [results[name] for name in BOUNDS]
+        bounds = [results[name] for name in bound_names(references)]
         best_objects = max(r.object_hit_ratio for r in bounds)
         results[OFFLINE] = Ratios(best_objects, max(r.byte_hit_ratio for r in bounds))
         rows.append(Row(workload.name, fraction, capacity, results))
     return rows
 
 
-def run_synthetic(objects: int, requests: int, seed: int) -> list[Row]:
+def bound_names(references: Iterable[str]) -> list[str]:
+    """The offline schedules whose best is `offline`: ours and libCacheSim's among `references`."""
+    return [*BOUNDS, *(name for name in references if name in reference.OFFLINE)]
+
+
+def run_synthetic(
+    objects: int, requests: int, seed: int, references: Sequence[str] = ()
+) -> list[Row]:
     """The whole synthetic table."""
-    return [row for make in WORKLOADS.values() for row in simulate(make(objects, requests, seed))]
+    return [
+        row
+        for make in WORKLOADS.values()
+        for row in simulate(make(objects, requests, seed), references=references)
+    ]
 
 
-def markdown(rows: Iterable[Row]) -> str:
-    shown = [*POLICIES, OFFLINE]
-    header = ["workload", "cache", *(f"{p} objects" for p in shown), *(f"{p} bytes" for p in shown)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * 2 + "--:|" * (2 * len(shown))]
+def online_names(rows: Sequence[Row]) -> list[str]:
+    """The online policies of the table, s3tier's first, in the order they ran."""
+    names = rows[0].results if rows else POLICIES
+    return [n for n in names if n not in BOUNDS and n != OFFLINE and n not in reference.OFFLINE]
+
+
+def markdown(rows: Sequence[Row], not_run: Mapping[str, str] | None = None) -> str:
+    """One table: each cell is object hit % / byte hit %, and in brackets the byte hit points
+    below the offline bound; the last column is s3tier's byte hit ratio minus the best other
+    online policy's (positive: s3tier first)."""
+    online = online_names(rows)
+    shown = [*online, *(n for n in reference.OFFLINE if rows and n in rows[0].results), OFFLINE]
+    header = ["workload", "cache", *shown, "s3tier - best other (bytes)"]
+    lines = [
+        "Cells: object hit % / byte hit % (byte hit points below offline).",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * 2 + "--:|" * (len(shown) + 1),
+    ]
     for row in rows:
-        ratios = [row.results[p] for p in shown]
-        cells = [f"{r.object_hit_ratio:.1%}" for r in ratios]
-        cells += [f"{r.byte_hit_ratio:.1%}" for r in ratios]
-        cache = f"{row.cache_fraction:.0%}"
-        lines.append("| " + " | ".join([row.workload, cache, *cells]) + " |")
+        bound = row.results[OFFLINE].byte_hit_ratio
+        cells = []
+        for name in shown:
+            r = row.results[name]
+            cell = f"{r.object_hit_ratio * 100:.1f} / {r.byte_hit_ratio * 100:.1f}"
+            gap = (bound - r.byte_hit_ratio) * 100
+            cells.append(cell if name == OFFLINE else f"{cell} ({gap:.1f})")
+        others = [row.results[n].byte_hit_ratio for n in online if n != "s3tier"]
+        lead = row.results["s3tier"].byte_hit_ratio - max(others, default=0.0)
+        cells.append(f"{lead * 100:+.1f}")
+        lines.append("| " + " | ".join([row.workload, f"{row.cache_fraction:.0%}", *cells]) + " |")
+    for name, why in (not_run or {}).items():
+        lines.append(f"\nNot run: {name}: {why}")
     return "\n".join(lines) + "\n"
 
 
@@ -323,17 +382,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="2,000 objects, 20,000 requests")
     parser.add_argument("--trace", metavar="FILE", help="replay this trace instead")
     parser.add_argument("--format", choices=("markdown", "csv"), default="markdown")
+    parser.add_argument(
+        "--no-libcachesim",
+        action="store_true",
+        help="only s3tier's policy, LRU and the offline schedules (no libCacheSim columns)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    wanted = [] if args.no_libcachesim else list(reference.POLICIES)
+    not_run = reference.unavailable(wanted)
+    references = [name for name in wanted if name not in not_run]
     if args.trace:
         with open(args.trace, encoding="utf-8") as lines:
-            rows = simulate(parse_trace(os.path.basename(args.trace), lines))
+            workload = parse_trace(os.path.basename(args.trace), lines)
+        rows = simulate(workload, references=references)
     elif args.quick:
-        rows = run_synthetic(2_000, 20_000, args.seed)
+        rows = run_synthetic(2_000, 20_000, args.seed, references)
     else:
-        rows = run_synthetic(args.objects, args.requests, args.seed)
-    sys.stdout.write(markdown(rows) if args.format == "markdown" else csv_text(rows))
+        rows = run_synthetic(args.objects, args.requests, args.seed, references)
+    if args.format == "markdown":
+        sys.stdout.write(markdown(rows, not_run))
+    else:
+        sys.stdout.write(csv_text(rows))
+        for name, why in not_run.items():
+            sys.stderr.write(f"not run: {name}: {why}\n")
     return 0
 
 
