@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 from collections import Counter
 from pathlib import Path
 
@@ -279,3 +280,68 @@ def test_the_shifting_workload_moves_its_popular_set_by_phase() -> None:
     for before, after in itertools.pairwise(windows):
         kept = len(before & after) / len(before)
         assert 0.2 < kept < 0.9, kept  # each phase keeps part of the last, and brings new keys
+
+
+def oracle_general(path: Path, requests: list[tuple[int, int, int]]) -> None:
+    """Write (time, id, size) requests as libCacheSim's binary oracleGeneral records."""
+    path.write_bytes(b"".join(simulate.ORACLE_GENERAL.pack(t, k, s, -1) for t, k, s in requests))
+
+
+def test_an_oracle_general_trace_replays_as_libcachesim_reads_it(tmp_path: Path) -> None:
+    # The same file through libCacheSim's own reader and LRU, and through ours and LRUPolicy:
+    # the same miss ratios show the binary records are read as libCacheSim reads them.
+    import libcachesim as lcs
+
+    rng = random.Random(7)
+    sizes = {k: rng.randrange(1, 5000) for k in range(300)}
+    ids = [min(int(rng.paretovariate(1.1)), 299) for _ in range(5000)]
+    trace = tmp_path / "t.oracleGeneral.bin"
+    oracle_general(trace, [(i, k, sizes[k]) for i, k in enumerate(ids)])
+    workload = simulate.read_trace(str(trace), "oracleGeneral")
+    assert workload.keys[:3] == (0, 1, 2) or len(set(workload.keys)) == len(set(ids))
+    assert workload.sizes == tuple(sizes[k] for k in ids)
+    capacity = sum(sizes.values()) // 10
+    theirs = lcs.LRU(cache_size=capacity, hashpower=16).process_trace(
+        lcs.TraceReader(str(trace), lcs.TraceType.ORACLE_GENERAL_TRACE)
+    )
+    ours = simulate.replay(LRUPolicy(capacity), workload)
+    assert theirs == pytest.approx((1 - ours.object_hit_ratio, 1 - ours.byte_hit_ratio))
+
+
+def test_a_truncated_oracle_general_trace_is_refused_by_name(tmp_path: Path) -> None:
+    trace = tmp_path / "cut.bin"
+    oracle_general(trace, [(0, 1, 10), (1, 2, 10)])
+    trace.write_bytes(trace.read_bytes()[:-5])
+    with pytest.raises(ValueError, match=r"cut\.bin: 43 bytes is not a whole number"):
+        simulate.read_trace(str(trace), "oracleGeneral")
+
+
+def test_csv_traces_are_read_in_order_or_as_their_header_names_the_columns(
+    tmp_path: Path,
+) -> None:
+    plain = tmp_path / "plain.csv"
+    plain.write_text("0,a,10\n1,b,20\n2,a,10\n")
+    named = tmp_path / "named.csv"
+    named.write_text("obj_size,obj_id,timestamp\n10,a,0\n20,b,1\n10,a,2\n")
+    expected = ((0, 1, 0), (10, 20, 10), (0.0, 1.0, 2.0))
+    for path in (plain, named):
+        trace = simulate.read_trace(str(path), "csv")
+        assert (trace.keys, trace.sizes, trace.times) == expected
+    bad = tmp_path / "bad.csv"
+    bad.write_text("time,key\n0,a\n")
+    with pytest.raises(ValueError, match="line 1: the header names no size"):
+        simulate.read_trace(str(bad), "csv")
+    bad.write_text("0,a,10\n1,b,-3\n")
+    with pytest.raises(ValueError, match="line 2"):
+        simulate.read_trace(str(bad), "csv")
+
+
+def test_a_plain_text_trace_is_one_key_per_line_of_one_byte(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "keys.txt"
+    path.write_text("a\nb\n\na\nc\na\n")
+    trace = simulate.read_trace(str(path), "txt")
+    assert (trace.keys, trace.sizes) == ((0, 1, 0, 2, 0), (1,) * 5)
+    out = run_main(["--trace", str(path), "--trace-format", "txt", "--format", "csv"], capsys)
+    assert {line.split(",")[0] for line in out.splitlines()[1:]} == {"keys.txt"}

@@ -37,6 +37,15 @@ HASH_POWER = 20  # libCacheSim's default 24 allocates 16 M buckets per cache, fo
 # in the smallest power-of-two unit that keeps the capacity within 2^24 units, sizes rounded up
 # (2 KiB units at the default table's largest budget, whose smallest objects are 4 KiB).
 SKETCH_LIMIT = {"W-TinyLFU": 1 << 24}
+# libCacheSim aborts the whole process on budgets too small for its segments (S3-FIFO below 10
+# bytes, its small queue being 10%; W-TinyLFU below 5): below this none of its policies is run,
+# and the table shows the cell as not run.
+MIN_CAPACITY = 100
+
+
+def accepts(capacity: int) -> bool:
+    """Whether libCacheSim's policies can run at `capacity` bytes without aborting."""
+    return capacity >= MIN_CAPACITY
 
 
 def missing() -> str | None:

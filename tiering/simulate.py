@@ -30,9 +30,10 @@ import io
 import itertools
 import os
 import random
+import struct
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 
@@ -157,26 +158,113 @@ WORKLOADS: dict[str, Callable[[int, int, int], Workload]] = {
 }
 
 
-def parse_trace(name: str, lines: Iterable[str]) -> Workload:
-    """Lines of `timestamp key size`; blank lines and lines starting with # are skipped."""
-    ids: dict[tuple[str, int], int] = {}
+TRACE_FORMATS = ("s3tier", "csv", "txt", "oracleGeneral")
+# libCacheSim's binary oracleGeneral record, the format of its public trace collection:
+# uint32 timestamp, uint64 object id, uint32 size, int64 next access (ignored: derived here).
+ORACLE_GENERAL = struct.Struct("<IQIq")
+CSV_COLUMNS = {  # the header names a csv trace may use for each field
+    "time": ("time", "timestamp", "clock_time"),
+    "key": ("key", "obj_id", "id"),
+    "size": ("size", "obj_size"),
+}
+
+
+def _workload_of(name: str, requests: Iterable[tuple[float, object, int]]) -> Workload:
+    """Number (key, size) pairs as objects: a key seen again with another size is a new object,
+    as a new version is in s3tier. Requests of size 0 are skipped, as libCacheSim skips them."""
+    ids: dict[tuple[object, int], int] = {}
     keys: list[int] = []
     sizes: list[int] = []
     times: list[float] = []
+    for stamp, key, size in requests:
+        if size == 0:
+            continue
+        keys.append(ids.setdefault((key, size), len(ids)))
+        sizes.append(size)
+        times.append(stamp)
+    return Workload(name, tuple(keys), tuple(sizes), tuple(times))
+
+
+def _s3tier_lines(lines: Iterable[str]) -> Iterator[tuple[float, object, int]]:
     for number, line in enumerate(lines, 1):
         fields = line.split()
         if not fields or fields[0].startswith("#"):
             continue
         try:
-            stamp, key, size = float(fields[0]), fields[1], int(fields[2])
             if len(fields) != 3:
                 raise ValueError
-        except (ValueError, IndexError):
+            yield float(fields[0]), fields[1], _size(fields[2])
+        except ValueError:
             raise ValueError(f"line {number}: not 'timestamp key size': {line!r}") from None
-        keys.append(ids.setdefault((key, size), len(ids)))
-        sizes.append(size)
-        times.append(stamp)
-    return Workload(name, tuple(keys), tuple(sizes), tuple(times))
+
+
+def _size(text: str) -> int:
+    size = int(text)
+    if size < 0:
+        raise ValueError(text)
+    return size
+
+
+def _plain_lines(lines: Iterable[str]) -> Iterator[tuple[float, object, int]]:
+    """libCacheSim's txt: one object id per line, no size (each request counts 1 byte)."""
+    for number, line in enumerate(lines, 1):
+        if line.strip():
+            yield float(number), line.strip(), 1
+
+
+def _csv_lines(lines: Iterable[str]) -> Iterator[tuple[float, object, int]]:
+    """time, key, size in that order, or in any order a first line of names says (CSV_COLUMNS)."""
+    at = {"time": 0, "key": 1, "size": 2}
+    first = True
+    for number, row in enumerate(csv.reader(lines), 1):
+        if not row or row[0].startswith("#"):
+            continue
+        if first:
+            first = False
+            names = [cell.strip().lower() for cell in row]
+            found = {
+                field: next((names.index(n) for n in aliases if n in names), -1)
+                for field, aliases in CSV_COLUMNS.items()
+            }
+            if any(i >= 0 for i in found.values()):  # a header: then it must name every field
+                missing = [field for field, i in found.items() if i < 0]
+                if missing:
+                    raise ValueError(f"line {number}: the header names no {', '.join(missing)}")
+                at = found
+                continue
+        yield from _csv_row(number, row, at)
+
+
+def _csv_row(
+    number: int, row: list[str], at: dict[str, int]
+) -> Iterator[tuple[float, object, int]]:
+    try:
+        yield float(row[at["time"]]), row[at["key"]].strip(), _size(row[at["size"]])
+    except (ValueError, IndexError):
+        raise ValueError(f"line {number}: not time, key, size: {row!r}") from None
+
+
+def parse_trace(name: str, lines: Iterable[str]) -> Workload:
+    """Lines of `timestamp key size`; blank lines and lines starting with # are skipped."""
+    return _workload_of(name, _s3tier_lines(lines))
+
+
+def read_trace(path: str, form: str = "s3tier") -> Workload:
+    """A trace file in one of TRACE_FORMATS (oracleGeneral uncompressed: `zstd -d` it first)."""
+    name = os.path.basename(path)
+    if form == "oracleGeneral":
+        with open(path, "rb") as file:
+            data = file.read()
+        if len(data) % ORACLE_GENERAL.size:
+            raise ValueError(
+                f"{name}: {len(data)} bytes is not a whole number of "
+                f"{ORACLE_GENERAL.size}-byte oracleGeneral records (compressed? zstd -d it)"
+            )
+        records = ORACLE_GENERAL.iter_unpack(data)
+        return _workload_of(name, ((float(t), k, size) for t, k, size, _ in records))
+    readers = {"s3tier": _s3tier_lines, "csv": _csv_lines, "txt": _plain_lines}
+    with open(path, encoding="utf-8", newline="") as lines:
+        return _workload_of(name, readers[form](lines))
 
 
 # --- replay ---------------------------------------------------------------------------------
@@ -295,14 +383,14 @@ def simulate(
     for fraction in fractions:
         capacity = int(working_set * fraction)
         results = {name: replay(make(capacity), workload) for name, make in POLICIES.items()}
-        for name in references:
+        for name in references if reference.accepts(capacity) else ():
             counts = reference.replay(name, workload.keys, workload.sizes, following, capacity)
             results[name] = _ratios(workload, *counts)
         results["MIN"] = offline(workload, following, capacity, by_size=False)
         results["Belady-Size"] = offline(workload, following, capacity, by_size=True)
         results["Static"] = static(workload, capacity, by_size=False)
         results["Static-Size"] = static(workload, capacity, by_size=True)
-        bounds = [results[name] for name in bound_names(references)]
+        bounds = [results[name] for name in bound_names(references) if name in results]
         best_objects = max(r.object_hit_ratio for r in bounds)
         results[OFFLINE] = Ratios(best_objects, max(r.byte_hit_ratio for r in bounds))
         rows.append(Row(workload.name, fraction, capacity, results))
@@ -327,7 +415,7 @@ def run_synthetic(
 
 def online_names(rows: Sequence[Row]) -> list[str]:
     """The online policies of the table, s3tier's first, in the order they ran."""
-    names = rows[0].results if rows else POLICIES
+    names = dict.fromkeys(name for row in rows for name in row.results) if rows else POLICIES
     return [n for n in names if n not in BOUNDS and n != OFFLINE and n not in reference.OFFLINE]
 
 
@@ -336,7 +424,8 @@ def markdown(rows: Sequence[Row], not_run: Mapping[str, str] | None = None) -> s
     below the offline bound; the last column is s3tier's byte hit ratio minus the best other
     online policy's (positive: s3tier first)."""
     online = online_names(rows)
-    shown = [*online, *(n for n in reference.OFFLINE if rows and n in rows[0].results), OFFLINE]
+    ran = {name for row in rows for name in row.results}
+    shown = [*online, *(n for n in reference.OFFLINE if n in ran), OFFLINE]
     header = ["workload", "cache", *shown, "s3tier - best other (bytes)"]
     lines = [
         "Cells: object hit % / byte hit % (byte hit points below offline).",
@@ -348,14 +437,21 @@ def markdown(rows: Sequence[Row], not_run: Mapping[str, str] | None = None) -> s
         bound = row.results[OFFLINE].byte_hit_ratio
         cells = []
         for name in shown:
-            r = row.results[name]
+            r = row.results.get(name)
+            if r is None:
+                cells.append("—")  # libCacheSim could not run at this budget (see the note)
+                continue
             cell = f"{r.object_hit_ratio * 100:.1f} / {r.byte_hit_ratio * 100:.1f}"
             gap = (bound - r.byte_hit_ratio) * 100
             cells.append(cell if name == OFFLINE else f"{cell} ({gap:.1f})")
-        others = [row.results[n].byte_hit_ratio for n in online if n != "s3tier"]
+        others = [row.results[n].byte_hit_ratio for n in online[1:] if n in row.results]
         lead = row.results["s3tier"].byte_hit_ratio - max(others, default=0.0)
         cells.append(f"{lead * 100:+.1f}")
         lines.append("| " + " | ".join([row.workload, f"{row.cache_fraction:.0%}", *cells]) + " |")
+    if any(name not in row.results for row in rows for name in shown):
+        lines.append(
+            f"\n—: a budget below {reference.MIN_CAPACITY} bytes, too small for libCacheSim"
+        )
     for name, why in (not_run or {}).items():
         lines.append(f"\nNot run: {name}: {why}")
     return "\n".join(lines) + "\n"
@@ -381,6 +477,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--requests", type=int, default=200_000, help="requests per workload")
     parser.add_argument("--quick", action="store_true", help="2,000 objects, 20,000 requests")
     parser.add_argument("--trace", metavar="FILE", help="replay this trace instead")
+    parser.add_argument(
+        "--trace-format",
+        choices=TRACE_FORMATS,
+        default="s3tier",
+        help="s3tier: 'timestamp key size' lines; csv: time,key,size (or as a header names"
+        " them); txt: one key per line (libCacheSim's); oracleGeneral: libCacheSim's binary",
+    )
     parser.add_argument("--format", choices=("markdown", "csv"), default="markdown")
     parser.add_argument(
         "--no-libcachesim",
@@ -394,9 +497,7 @@ def run(args: argparse.Namespace) -> int:
     not_run = reference.unavailable(wanted)
     references = [name for name in wanted if name not in not_run]
     if args.trace:
-        with open(args.trace, encoding="utf-8") as lines:
-            workload = parse_trace(os.path.basename(args.trace), lines)
-        rows = simulate(workload, references=references)
+        rows = simulate(read_trace(args.trace, args.trace_format), references=references)
     elif args.quick:
         rows = run_synthetic(2_000, 20_000, args.seed, references)
     else:
